@@ -1,0 +1,61 @@
+//! The audit event: what every security-relevant act is recorded as.
+//!
+//! One type for every producer, so the store has one append path and the Merkle-log work can
+//! later replace the hash chain without touching callers. Fields hold identifiers and outcomes,
+//! never secrets or row values: callers pass token ids, model names and request ids.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Who acted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActorType {
+    /// The one-time bootstrap administrator secret.
+    Bootstrap,
+    /// An API token.
+    Token,
+    /// A signed-in person.
+    User,
+    /// The server itself (start-up, background jobs, local admin commands).
+    System,
+    /// Nobody could be identified (failed authentication).
+    Anonymous,
+}
+
+/// How the act ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// It was done.
+    Success,
+    /// It was attempted and failed (for example a bad credential).
+    Failure,
+    /// The policy refused it.
+    Denied,
+}
+
+/// One audit record before it is chained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// When it happened (UTC).
+    pub time: DateTime<Utc>,
+    /// Who acted: a token id, a user id, `bootstrap`, `system` or `anonymous`.
+    pub actor: String,
+    /// The kind of actor.
+    pub actor_type: ActorType,
+    /// The client address, when there is one.
+    pub source_ip: Option<String>,
+    /// The client's user agent, when there is one (truncated by the producer).
+    pub user_agent: Option<String>,
+    /// The request id that ties the record to logs.
+    pub request_id: Option<String>,
+    /// A dotted action name such as `model.create` or `auth.token`.
+    pub action: String,
+    /// What was acted on, such as `model/fraud-v3`.
+    pub resource: String,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Structured extra facts (ids, before/after of configuration) — never secrets or PII.
+    pub detail: serde_json::Value,
+}

@@ -1,0 +1,241 @@
+//! Authorization policy: which principal may perform which action on which model.
+//!
+//! Deny by default: a principal holds explicit grants, and [`Principal::allows`] is the only
+//! decision function. The server calls it from one middleware for every route (the route →
+//! action table lives there); handlers never decide access themselves. The full role model
+//! (roles, data tiers, bindings) extends this type; it does not replace the choke point.
+
+use crate::names::ModelName;
+use serde::{Deserialize, Serialize};
+
+/// Something a caller can do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Action {
+    /// See a model and its schema.
+    #[serde(rename = "models:read")]
+    ModelsRead,
+    /// Register models (instance-level).
+    #[serde(rename = "models:write")]
+    ModelsWrite,
+    /// Send predictions.
+    #[serde(rename = "predictions:write")]
+    PredictionsWrite,
+    /// Send ground-truth labels.
+    #[serde(rename = "labels:write")]
+    LabelsWrite,
+    /// Read feature profiles and traffic volume.
+    #[serde(rename = "profiles:read")]
+    ProfilesRead,
+    /// Read drift results.
+    #[serde(rename = "drift:read")]
+    DriftRead,
+    /// Create, list and revoke API tokens (instance-level).
+    #[serde(rename = "tokens:manage")]
+    TokensManage,
+    /// Read and verify the audit log (instance-level).
+    #[serde(rename = "audit:read")]
+    AuditRead,
+}
+
+impl Action {
+    /// Every action, for exhaustive tests and documentation.
+    pub const ALL: [Action; 8] = [
+        Action::ModelsRead,
+        Action::ModelsWrite,
+        Action::PredictionsWrite,
+        Action::LabelsWrite,
+        Action::ProfilesRead,
+        Action::DriftRead,
+        Action::TokensManage,
+        Action::AuditRead,
+    ];
+
+    /// The action's wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::ModelsRead => "models:read",
+            Action::ModelsWrite => "models:write",
+            Action::PredictionsWrite => "predictions:write",
+            Action::LabelsWrite => "labels:write",
+            Action::ProfilesRead => "profiles:read",
+            Action::DriftRead => "drift:read",
+            Action::TokensManage => "tokens:manage",
+            Action::AuditRead => "audit:read",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(name: &str) -> Option<Action> {
+        Action::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+
+    /// Instance-level actions cannot be narrowed to one model: they act on the whole server.
+    pub fn is_instance_level(self) -> bool {
+        matches!(
+            self,
+            Action::ModelsWrite | Action::TokensManage | Action::AuditRead
+        )
+    }
+}
+
+/// Which models a grant covers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ModelScope {
+    /// Every model, present and future.
+    Any,
+    /// One model.
+    Named(ModelName),
+}
+
+impl ModelScope {
+    fn covers(&self, model: &ModelName) -> bool {
+        match self {
+            ModelScope::Any => true,
+            ModelScope::Named(name) => name == model,
+        }
+    }
+}
+
+/// One permission: an action on a scope.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Grant {
+    /// The action.
+    pub action: Action,
+    /// Where it applies.
+    pub model: ModelScope,
+}
+
+/// Why a grant list was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GrantError {
+    /// An unknown action name.
+    #[error("unknown action '{0}'")]
+    UnknownAction(String),
+    /// An instance-level action narrowed to a model.
+    #[error("'{0}' applies to the whole server; use model \"*\"")]
+    InstanceLevel(&'static str),
+    /// A bad model name.
+    #[error("model: {0}")]
+    Model(String),
+    /// No grants at all.
+    #[error("a token needs at least one scope")]
+    Empty,
+    /// Too many grants.
+    #[error("a token may carry at most 64 scopes")]
+    TooMany,
+}
+
+/// Builds a grant from its wire form (`{"action": "predictions:write", "model": "fraud-v3"}`).
+pub fn parse_grant(action: &str, model: &str) -> Result<Grant, GrantError> {
+    let action = Action::parse(action)
+        .ok_or_else(|| GrantError::UnknownAction(action.chars().take(64).collect()))?;
+    let model = if model == "*" {
+        ModelScope::Any
+    } else {
+        if action.is_instance_level() {
+            return Err(GrantError::InstanceLevel(action.as_str()));
+        }
+        ModelScope::Named(ModelName::parse(model).map_err(|e| GrantError::Model(e.to_string()))?)
+    };
+    Ok(Grant { action, model })
+}
+
+/// Who is asking, as established by authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// The one-time bootstrap secret: the first administrator, allowed everything.
+    Bootstrap,
+    /// An API token with explicit grants.
+    Token {
+        /// The token's public id.
+        id: String,
+        /// What it may do.
+        grants: Vec<Grant>,
+    },
+}
+
+impl Principal {
+    /// The decision. `model` is the model the request touches, or `None` for requests that are
+    /// not about one model (lists are filtered per model afterwards with `Some`).
+    pub fn allows(&self, action: Action, model: Option<&ModelName>) -> bool {
+        match self {
+            Principal::Bootstrap => true,
+            Principal::Token { grants, .. } => grants.iter().any(|g| {
+                g.action == action
+                    && match model {
+                        Some(m) => g.model.covers(m),
+                        // A request about no particular model needs a grant that is not
+                        // narrowed, or — for listings — is narrowed to some model the
+                        // listing will then filter down to.
+                        None => !action.is_instance_level() || g.model == ModelScope::Any,
+                    }
+            }),
+        }
+    }
+
+    /// Whether this principal may hand out `grant` to a new token: nobody can grant more than
+    /// they hold.
+    pub fn can_delegate(&self, grant: &Grant) -> bool {
+        match (&grant.model, self) {
+            (_, Principal::Bootstrap) => true,
+            (ModelScope::Any, Principal::Token { grants, .. }) => grants
+                .iter()
+                .any(|g| g.action == grant.action && g.model == ModelScope::Any),
+            (ModelScope::Named(m), _) => self.allows(grant.action, Some(m)),
+        }
+    }
+
+    /// The actor id recorded in audit entries.
+    pub fn actor_id(&self) -> String {
+        match self {
+            Principal::Bootstrap => "bootstrap".to_owned(),
+            Principal::Token { id, .. } => id.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(name: &str) -> ModelName {
+        ModelName::parse(name).unwrap()
+    }
+
+    #[test]
+    fn token_scoped_to_one_model() {
+        let p = Principal::Token {
+            id: "t".into(),
+            grants: vec![parse_grant("predictions:write", "fraud-v3").unwrap()],
+        };
+        assert!(p.allows(Action::PredictionsWrite, Some(&m("fraud-v3"))));
+        assert!(!p.allows(Action::PredictionsWrite, Some(&m("churn"))));
+        assert!(!p.allows(Action::LabelsWrite, Some(&m("fraud-v3"))));
+        assert!(!p.allows(Action::TokensManage, None));
+        assert!(p.can_delegate(&parse_grant("predictions:write", "fraud-v3").unwrap()));
+        assert!(!p.can_delegate(&parse_grant("predictions:write", "*").unwrap()));
+    }
+
+    #[test]
+    fn every_action_denied_without_grants() {
+        let p = Principal::Token {
+            id: "t".into(),
+            grants: vec![],
+        };
+        for action in Action::ALL {
+            assert!(!p.allows(action, None));
+            assert!(!p.allows(action, Some(&m("x"))));
+            assert!(Principal::Bootstrap.allows(action, Some(&m("x"))));
+        }
+    }
+
+    #[test]
+    fn instance_level_actions_need_star() {
+        assert!(parse_grant("tokens:manage", "fraud").is_err());
+        assert!(parse_grant("nope", "*").is_err());
+        assert!(parse_grant("drift:read", "bad name").is_err());
+        for action in Action::ALL {
+            assert_eq!(Action::parse(action.as_str()), Some(action));
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! Custos domain model: the names, model schemas, record typestates and masking policy that every
+//! other crate speaks in.
+//!
+//! This crate is pure: no async runtime, no database driver, no HTTP, no wall clock. Time comes in
+//! through [`clock::Clock`]; keyed pseudonyms come in through [`record::Pseudonymizer`], which the
+//! crypto crate implements. Records move `raw JSON → ValidatedRecord → MaskedRecord`; only
+//! [`record::validate_row`] makes a `ValidatedRecord` and only [`record::mask`] makes a
+//! `MaskedRecord`, so nothing downstream can hold an unvalidated or unmasked row by mistake.
+
+pub mod audit;
+pub mod authz;
+pub mod clock;
+pub mod names;
+pub mod partition;
+pub mod record;
+pub mod schema;
+
+pub use audit::{ActorType, AuditEvent, Outcome};
+pub use authz::{Action, Grant, GrantError, ModelScope, Principal, parse_grant};
+pub use clock::{Clock, FixedClock, SystemClock};
+pub use names::{FieldName, ModelName, NameError};
+pub use partition::{HourBucket, Partition};
+pub use record::{
+    EventKey, FieldValue, IngestLimits, LabelValue, MaskedRecord, MaskedValue, Pseudonymizer,
+    RowError, ValidatedLabel, ValidatedRecord,
+};
+pub use record::{label_rows, mask, validate_label, validate_row};
+pub use schema::{
+    Column, ColumnRole, FeatureSpec, FeatureType, Masking, ModelSchema, ModelSpec, PredictionSpec,
+    PredictionType, ProfileKind, SchemaError, UnknownFieldPolicy,
+};

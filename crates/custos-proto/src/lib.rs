@@ -1,0 +1,302 @@
+//! Custos wire types: the JSON bodies of the HTTP API and the stable error codes.
+//!
+//! Shared by the server, the CLI and tests so that both ends agree by construction. This crate
+//! holds data shapes only: no validation logic (that lives in `custos-core`), no IO.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Stable, machine-readable error codes. They are part of the API: never renamed, only added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// No credential, or a credential that is not valid.
+    Unauthenticated,
+    /// A valid credential that does not allow this action on this resource.
+    Forbidden,
+    /// The resource does not exist.
+    NotFound,
+    /// The request body or parameters are malformed.
+    BadRequest,
+    /// One or more rows of a batch are invalid; nothing was written.
+    InvalidRows,
+    /// The resource already exists.
+    Conflict,
+    /// The body is larger than allowed.
+    PayloadTooLarge,
+    /// The batch holds more rows than allowed.
+    TooManyRows,
+    /// Too many requests; retry after the indicated delay.
+    RateLimited,
+    /// The server cannot serve this now (sealed, shutting down, store unavailable); retry later.
+    Unavailable,
+    /// An unexpected server-side failure; the request id identifies it in the server log.
+    Internal,
+}
+
+/// The body of every error response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// The stable error code.
+    pub code: ErrorCode,
+    /// A human-readable explanation. It never contains submitted values.
+    pub message: String,
+    /// The request id, to find the server's log line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Row-level problems, for `invalid_rows` (at most the first 100).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rows: Vec<RowErrorBody>,
+    /// How many row-level problems there were in all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_error_count: Option<usize>,
+}
+
+/// One problem with one row of a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RowErrorBody {
+    /// Zero-based index of the row in the batch.
+    pub row: usize,
+    /// The field at fault, when one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// `GET /healthz`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+}
+
+/// A registered model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ModelInfo {
+    /// The model's name.
+    pub name: String,
+    /// When it was registered.
+    pub created_at: DateTime<Utc>,
+    /// The registration body as accepted.
+    #[schema(value_type = Object)]
+    pub spec: serde_json::Value,
+}
+
+/// `GET /api/v1/models`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ModelList {
+    /// The models the caller may see.
+    pub models: Vec<ModelInfo>,
+}
+
+/// The answer to an accepted prediction batch. Sent only after the batch is durably committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct IngestResponse {
+    /// Rows written by this request.
+    pub accepted: usize,
+    /// Rows skipped because their event id was already ingested (safe client retries).
+    pub duplicates: usize,
+}
+
+/// The answer to an accepted label batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LabelResponse {
+    /// Labels stored (new or replacing an earlier label of the same event).
+    pub stored: u64,
+    /// Of those, how many belong to an event already ingested; the rest join when it arrives.
+    pub matched: u64,
+}
+
+/// One permission of a token: an action on a model (or on all models, `*`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub struct ScopeSpec {
+    /// The action, such as `predictions:write`.
+    pub action: String,
+    /// The model name, or `*` for every model (instance-level actions require `*`).
+    pub model: String,
+}
+
+/// `POST /api/v1/tokens`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTokenRequest {
+    /// What the token is for (shown in listings and the audit log).
+    pub description: String,
+    /// What it may do.
+    pub scopes: Vec<ScopeSpec>,
+    /// Lifetime in days (1–365, default 90).
+    #[serde(default)]
+    pub expires_in_days: Option<u32>,
+}
+
+/// A token's public facts. The secret is never part of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TokenInfo {
+    /// The token's public id.
+    pub id: String,
+    /// The first characters of the secret, to recognise it.
+    pub prefix: String,
+    /// What it is for.
+    pub description: String,
+    /// What it may do.
+    pub scopes: Vec<ScopeSpec>,
+    /// Who created it.
+    pub created_by: String,
+    /// When.
+    pub created_at: DateTime<Utc>,
+    /// When it stops working.
+    pub expires_at: DateTime<Utc>,
+    /// When it was revoked, if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// When it was last used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// The answer to `POST /api/v1/tokens`: the only time the secret is shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CreatedToken {
+    /// The secret, to send as `Authorization: Bearer <secret>`.
+    pub secret: String,
+    /// Its public facts.
+    pub token: TokenInfo,
+}
+
+/// `GET /api/v1/tokens`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TokenList {
+    /// All tokens, newest first.
+    pub tokens: Vec<TokenInfo>,
+}
+
+/// A feature's summary over a time range, merged from stored hourly profiles.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FeatureProfileResponse {
+    /// The model.
+    pub model: String,
+    /// The feature (or prediction) column.
+    pub feature: String,
+    /// Range start (inclusive).
+    pub start: DateTime<Utc>,
+    /// Range end (exclusive).
+    pub end: DateTime<Utc>,
+    /// How many hourly profiles were merged.
+    pub buckets_merged: usize,
+    /// The summary.
+    #[schema(value_type = Object)]
+    pub summary: serde_json::Value,
+}
+
+/// Drift of one feature between the reference and current windows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FeatureDriftBody {
+    /// The feature (or prediction) column.
+    pub feature: String,
+    /// `numeric` or `categorical`.
+    pub kind: String,
+    /// Population stability index.
+    pub psi: f64,
+    /// Jensen–Shannon distance (base 2, in [0, 1]).
+    pub jensen_shannon: f64,
+    /// The statistic the verdict uses (`psi` or `jensen_shannon`).
+    pub method: String,
+    /// Its threshold.
+    pub threshold: f64,
+    /// Whether the feature drifted.
+    pub drifted: bool,
+    /// Values seen in the reference window.
+    pub reference_count: u64,
+    /// Values seen in the current window.
+    pub current_count: u64,
+    /// Per-bin shares, for charts.
+    pub bins: Vec<DriftBin>,
+}
+
+/// One bin of a drift comparison.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DriftBin {
+    /// The bin's label (a category or a value range).
+    pub label: String,
+    /// Share of reference values in the bin.
+    pub reference: f64,
+    /// Share of current values in the bin.
+    pub current: f64,
+}
+
+/// A feature that could not be compared, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SkippedFeature {
+    /// The feature.
+    pub feature: String,
+    /// Why (for example no data in the current window).
+    pub reason: String,
+}
+
+/// `GET /api/v1/models/{model}/drift`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DriftResponse {
+    /// The model.
+    pub model: String,
+    /// Reference window start (inclusive).
+    pub reference_start: DateTime<Utc>,
+    /// Reference window end (exclusive).
+    pub reference_end: DateTime<Utc>,
+    /// Current window start (inclusive).
+    pub current_start: DateTime<Utc>,
+    /// Current window end (exclusive).
+    pub current_end: DateTime<Utc>,
+    /// Per-feature results.
+    pub features: Vec<FeatureDriftBody>,
+    /// Features that could not be compared.
+    pub skipped: Vec<SkippedFeature>,
+    /// Drifted features.
+    pub drifted_features: usize,
+    /// Compared features.
+    pub total_features: usize,
+    /// `drifted_features / total_features`.
+    pub drift_share: f64,
+    /// The share at which the dataset counts as drifted.
+    pub dataset_drift_threshold: f64,
+    /// Whether the dataset drifted.
+    pub dataset_drift: bool,
+}
+
+/// Rows ingested per hour.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VolumePoint {
+    /// Hour start.
+    pub hour: DateTime<Utc>,
+    /// Rows with an event time in that hour.
+    pub rows: u64,
+}
+
+/// `GET /api/v1/models/{model}/volume`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VolumeResponse {
+    /// The model.
+    pub model: String,
+    /// Hourly counts, oldest first; hours without rows are omitted.
+    pub points: Vec<VolumePoint>,
+}
+
+/// One audit record as served by the API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AuditRecordBody {
+    /// Position in the log.
+    pub seq: i64,
+    /// The record.
+    #[schema(value_type = Object)]
+    pub record: serde_json::Value,
+    /// Hex of the chained hash.
+    pub hash: String,
+}
+
+/// `GET /api/v1/audit`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AuditPage {
+    /// Records after the requested position, oldest first.
+    pub records: Vec<AuditRecordBody>,
+}

@@ -1,0 +1,512 @@
+//! JSON API handlers. Each is thin: extract, make one domain call, map to a wire type. Access
+//! was already decided by the choke point in [`crate::auth`]; handlers receive [`Authorized`]
+//! and use it only to filter listings and to name the actor in audit records.
+
+use crate::auth::{Authorized, audit_for};
+use crate::context::RequestContext;
+use crate::error::ApiError;
+use crate::ingest::{self, BodyFormat};
+use crate::query;
+use crate::state::AppState;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use chrono::{DateTime, Duration, Utc};
+use custos_core::{Action, ModelName, ModelSchema, ModelSpec, parse_grant};
+use custos_crypto::token::{TokenPrefix, display_prefix, generate_token};
+use custos_proto::{
+    AuditPage, AuditRecordBody, CreateTokenRequest, CreatedToken, DriftResponse,
+    FeatureProfileResponse, Health, IngestResponse, LabelResponse, ModelInfo, ModelList, ScopeSpec,
+    TokenInfo, TokenList, VolumeResponse,
+};
+use serde::Deserialize;
+use utoipa::{IntoParams, OpenApi};
+
+/// The OpenAPI description of the whole API, served at `/api/v1/openapi.json`.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Custos API", description = "Self-hosted, security-first ML monitoring."),
+    paths(
+        healthz, list_models, create_model, get_model, post_predictions, post_labels,
+        get_volume, get_profile, get_drift, list_tokens, create_token, revoke_token,
+        get_audit, verify_audit
+    ),
+    components(schemas(
+        custos_proto::ErrorBody, custos_proto::ErrorCode, custos_proto::RowErrorBody, Health,
+        ModelInfo, ModelList, ModelSpec, custos_core::FeatureSpec, custos_core::PredictionSpec,
+        custos_core::FeatureType, custos_core::PredictionType, custos_core::Masking,
+        custos_core::UnknownFieldPolicy, IngestResponse, LabelResponse, ScopeSpec,
+        CreateTokenRequest, CreatedToken, TokenInfo, TokenList, FeatureProfileResponse,
+        DriftResponse, custos_proto::FeatureDriftBody, custos_proto::DriftBin,
+        custos_proto::SkippedFeature, VolumeResponse, custos_proto::VolumePoint, AuditPage,
+        AuditRecordBody
+    )),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// `GET /api/v1/openapi.json`.
+pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+fn body(result: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
+    result.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::payload_too_large(limit)
+        } else {
+            ApiError::bad_request("could not read the request body")
+        }
+    })
+}
+
+fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or(v).trim().to_ascii_lowercase());
+    match content_type.as_deref() {
+        None | Some("application/json") => Ok(BodyFormat::JsonArray),
+        Some("application/x-ndjson" | "application/jsonl" | "application/ndjson") => {
+            Ok(BodyFormat::Ndjson)
+        }
+        Some(_) => Err(ApiError::bad_request(
+            "Content-Type must be application/json or application/x-ndjson",
+        )),
+    }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))
+}
+
+fn model_name(raw: &str) -> Result<ModelName, ApiError> {
+    ModelName::parse(raw).map_err(|_| ApiError::not_found("model"))
+}
+
+fn model_info(entry: &crate::state::ModelEntry) -> ModelInfo {
+    ModelInfo {
+        name: entry.schema.name().to_string(),
+        created_at: entry.created_at,
+        spec: serde_json::from_str(&entry.spec_json).unwrap_or_default(),
+    }
+}
+
+/// Liveness. Reveals nothing about the deployment.
+#[utoipa::path(get, path = "/healthz", security(()), responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
+}
+
+/// Lists the models the caller may read.
+#[utoipa::path(get, path = "/api/v1/models", responses((status = 200, body = ModelList)))]
+pub async fn list_models(
+    State(state): State<AppState>,
+    Extension(who): Extension<Authorized>,
+) -> Result<Json<ModelList>, ApiError> {
+    let mut models = Vec::new();
+    for row in state.store.list_models().await? {
+        let entry = AppState::entry_from_row(row)?;
+        if who.allows(Action::ModelsRead, entry.schema.name()) {
+            models.push(model_info(&entry));
+        }
+    }
+    Ok(Json(ModelList { models }))
+}
+
+/// Registers a model. The registration and its audit record are one transaction.
+#[utoipa::path(post, path = "/api/v1/models", request_body = ModelSpec,
+    responses((status = 201, body = ModelInfo), (status = 400, body = custos_proto::ErrorBody),
+              (status = 409, body = custos_proto::ErrorBody)))]
+pub async fn create_model(
+    State(state): State<AppState>,
+    Extension(who): Extension<Authorized>,
+    Extension(ctx): Extension<RequestContext>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<ModelInfo>), ApiError> {
+    let raw = body(raw, state.config.limits.max_body_bytes)?;
+    let spec: ModelSpec = parse_json(&raw)?;
+    let schema = ModelSchema::new(spec).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let spec_json = serde_json::to_string(schema.spec()).map_err(ApiError::internal)?;
+    let name = schema.name().to_string();
+    let audit = audit_for(
+        &state,
+        &ctx,
+        &who,
+        "model.create",
+        format!("model/{name}"),
+        serde_json::json!({ "after": schema.spec() }),
+    );
+    let row = state
+        .store
+        .create_model(&name, &spec_json, state.clock.now(), &audit)
+        .await
+        .map_err(|e| match e {
+            custos_store::StoreError::Conflict(_) => {
+                ApiError::conflict(format!("a model named '{name}' already exists"))
+            }
+            other => other.into(),
+        })?;
+    let entry = AppState::entry_from_row(row)?;
+    Ok((StatusCode::CREATED, Json(model_info(&entry))))
+}
+
+/// One model.
+#[utoipa::path(get, path = "/api/v1/models/{model}", params(("model" = String, Path)),
+    responses((status = 200, body = ModelInfo), (status = 404, body = custos_proto::ErrorBody)))]
+pub async fn get_model(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+) -> Result<Json<ModelInfo>, ApiError> {
+    let entry = state.model(&model_name(&model)?).await?;
+    Ok(Json(model_info(&entry)))
+}
+
+/// Ingests predictions: a JSON array of rows, or NDJSON with `Content-Type: application/x-ndjson`.
+/// Answers only after the batch is durably committed; a batch with any bad row is refused whole.
+#[utoipa::path(post, path = "/api/v1/models/{model}/predictions", params(("model" = String, Path)),
+    request_body(content = Vec<Object>, description = "rows keyed by field name"),
+    responses((status = 200, body = IngestResponse), (status = 422, body = custos_proto::ErrorBody),
+              (status = 413, body = custos_proto::ErrorBody), (status = 429, body = custos_proto::ErrorBody)))]
+pub async fn post_predictions(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<IngestResponse>, ApiError> {
+    let raw = body(raw, state.config.limits.max_body_bytes)?;
+    let format = body_format(&headers)?;
+    let entry = state.model(&model_name(&model)?).await?;
+    ingest::ingest_predictions(&state, entry, raw, format)
+        .await
+        .map(Json)
+}
+
+/// Ingests ground-truth labels (`{"event_id": "e1", "label": 1}`, one object or an array).
+#[utoipa::path(post, path = "/api/v1/models/{model}/labels", params(("model" = String, Path)),
+    request_body(content = Vec<Object>),
+    responses((status = 200, body = LabelResponse), (status = 422, body = custos_proto::ErrorBody)))]
+pub async fn post_labels(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<LabelResponse>, ApiError> {
+    let raw = body(raw, state.config.limits.max_body_bytes)?;
+    let format = body_format(&headers)?;
+    let entry = state.model(&model_name(&model)?).await?;
+    ingest::ingest_labels(&state, entry, raw, format)
+        .await
+        .map(Json)
+}
+
+/// An optional time range; defaults are per endpoint.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct RangeQuery {
+    /// Range start, RFC 3339 (inclusive).
+    pub start: Option<DateTime<Utc>>,
+    /// Range end, RFC 3339 (exclusive).
+    pub end: Option<DateTime<Utc>>,
+}
+
+fn range_or(
+    q: &RangeQuery,
+    now: DateTime<Utc>,
+    default_span: Duration,
+) -> (DateTime<Utc>, DateTime<Utc>) {
+    let end = q.end.unwrap_or(now);
+    let start = q.start.unwrap_or(end - default_span);
+    (start, end)
+}
+
+/// Rows ingested per hour (default: the last 7 days).
+#[utoipa::path(get, path = "/api/v1/models/{model}/volume",
+    params(("model" = String, Path), RangeQuery),
+    responses((status = 200, body = VolumeResponse)))]
+pub async fn get_volume(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+    Query(q): Query<RangeQuery>,
+) -> Result<Json<VolumeResponse>, ApiError> {
+    let entry = state.model(&model_name(&model)?).await?;
+    let (start, end) = range_or(&q, state.clock.now(), Duration::days(7));
+    let hours = query::hour_range(start, end)?;
+    query::volume(&state, &entry, hours).await.map(Json)
+}
+
+/// A feature's summary over a range (default: the last 24 hours), merged from hourly profiles.
+#[utoipa::path(get, path = "/api/v1/models/{model}/features/{feature}/profile",
+    params(("model" = String, Path), ("feature" = String, Path), RangeQuery),
+    responses((status = 200, body = FeatureProfileResponse), (status = 404, body = custos_proto::ErrorBody)))]
+pub async fn get_profile(
+    State(state): State<AppState>,
+    Path((model, feature)): Path<(String, String)>,
+    Query(q): Query<RangeQuery>,
+) -> Result<Json<FeatureProfileResponse>, ApiError> {
+    let entry = state.model(&model_name(&model)?).await?;
+    let (_, column) = entry
+        .schema
+        .column(&feature)
+        .filter(|(_, c)| c.profile_kind().is_some())
+        .ok_or_else(|| ApiError::not_found("profiled feature"))?;
+    let (start, end) = range_or(&q, state.clock.now(), Duration::days(1));
+    let hours = query::hour_range(start, end)?;
+    let (profile, merged) = query::merged_profile(&state, &entry, column, hours.clone()).await?;
+    let summary = match profile {
+        Some(p) => serde_json::to_value(p.summary()).map_err(ApiError::internal)?,
+        None => serde_json::json!({ "count": 0, "missing": 0 }),
+    };
+    Ok(Json(FeatureProfileResponse {
+        model: entry.schema.name().to_string(),
+        feature,
+        start: hours.start.start(),
+        end: hours.end.start(),
+        buckets_merged: merged,
+        summary,
+    }))
+}
+
+/// The four window bounds of a drift query.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct DriftQuery {
+    /// Reference window start, RFC 3339.
+    pub reference_start: DateTime<Utc>,
+    /// Reference window end, RFC 3339.
+    pub reference_end: DateTime<Utc>,
+    /// Current window start, RFC 3339.
+    pub current_start: DateTime<Utc>,
+    /// Current window end, RFC 3339.
+    pub current_end: DateTime<Utc>,
+}
+
+/// Per-feature drift (PSI and Jensen–Shannon distance) between two windows, from stored
+/// profiles only.
+#[utoipa::path(get, path = "/api/v1/models/{model}/drift",
+    params(("model" = String, Path), DriftQuery),
+    responses((status = 200, body = DriftResponse), (status = 400, body = custos_proto::ErrorBody)))]
+pub async fn get_drift(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+    q: Result<Query<DriftQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<DriftResponse>, ApiError> {
+    let Query(q) = q.map_err(|_| {
+        ApiError::bad_request(
+            "reference_start, reference_end, current_start and current_end are required RFC 3339 times",
+        )
+    })?;
+    let entry = state.model(&model_name(&model)?).await?;
+    query::drift(
+        &state,
+        &entry,
+        (q.reference_start, q.reference_end),
+        (q.current_start, q.current_end),
+    )
+    .await
+    .map(Json)
+}
+
+fn token_info(row: custos_store::TokenRow) -> TokenInfo {
+    TokenInfo {
+        scopes: serde_json::from_str(&row.scopes_json).unwrap_or_default(),
+        id: row.id,
+        prefix: row.display_prefix,
+        description: row.description,
+        created_by: row.created_by,
+        created_at: row.created_at,
+        expires_at: row.expires_at,
+        revoked_at: row.revoked_at,
+        last_used_at: row.last_used_at,
+    }
+}
+
+/// All API tokens (never their secrets).
+#[utoipa::path(get, path = "/api/v1/tokens", responses((status = 200, body = TokenList)))]
+pub async fn list_tokens(State(state): State<AppState>) -> Result<Json<TokenList>, ApiError> {
+    let tokens = state
+        .store
+        .list_tokens()
+        .await?
+        .into_iter()
+        .map(token_info)
+        .collect();
+    Ok(Json(TokenList { tokens }))
+}
+
+const MAX_TOKEN_DAYS: u32 = 365;
+const DEFAULT_TOKEN_DAYS: u32 = 90;
+
+/// Creates an API token. The secret is in this response and nowhere else; the store keeps only a
+/// keyed hash. A caller cannot grant more than it holds.
+#[utoipa::path(post, path = "/api/v1/tokens", request_body = CreateTokenRequest,
+    responses((status = 201, body = CreatedToken), (status = 400, body = custos_proto::ErrorBody)))]
+pub async fn create_token(
+    State(state): State<AppState>,
+    Extension(who): Extension<Authorized>,
+    Extension(ctx): Extension<RequestContext>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
+    let raw = body(raw, state.config.limits.max_body_bytes)?;
+    let request: CreateTokenRequest = parse_json(&raw)?;
+    let description = request.description.trim();
+    if description.is_empty()
+        || description.chars().count() > 200
+        || description.chars().any(char::is_control)
+    {
+        return Err(ApiError::bad_request(
+            "description must be 1–200 characters without control characters",
+        ));
+    }
+    if request.scopes.is_empty() || request.scopes.len() > 64 {
+        return Err(ApiError::bad_request(
+            "a token needs between 1 and 64 scopes",
+        ));
+    }
+    for scope in &request.scopes {
+        let grant = parse_grant(&scope.action, &scope.model)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        if !who.principal.can_delegate(&grant) {
+            return Err(ApiError::forbidden());
+        }
+    }
+    let days = request.expires_in_days.unwrap_or(DEFAULT_TOKEN_DAYS);
+    if !(1..=MAX_TOKEN_DAYS).contains(&days) {
+        return Err(ApiError::bad_request(format!(
+            "expires_in_days must lie between 1 and {MAX_TOKEN_DAYS}"
+        )));
+    }
+    let secret = generate_token(TokenPrefix::Api).map_err(ApiError::internal)?;
+    let now = state.clock.now();
+    let id_hex = crate::context::random_id();
+    let id = format!("tok_{}", id_hex.get(..16).unwrap_or(&id_hex));
+    let scopes_json = serde_json::to_string(&request.scopes).map_err(ApiError::internal)?;
+    let new = custos_store::NewToken {
+        id: id.clone(),
+        hash: state.keys.token_hasher().hash(secret.expose()),
+        display_prefix: display_prefix(secret.expose()),
+        description: description.to_owned(),
+        scopes_json,
+        created_by: who.principal.actor_id(),
+        created_at: now,
+        expires_at: now + Duration::days(i64::from(days)),
+    };
+    let audit = audit_for(
+        &state,
+        &ctx,
+        &who,
+        "token.create",
+        format!("token/{id}"),
+        serde_json::json!({ "scopes": request.scopes, "expires_at": new.expires_at }),
+    );
+    state.store.create_token(&new, &audit).await?;
+    let token = TokenInfo {
+        id,
+        prefix: new.display_prefix.clone(),
+        description: new.description.clone(),
+        scopes: request.scopes,
+        created_by: new.created_by.clone(),
+        created_at: now,
+        expires_at: new.expires_at,
+        revoked_at: None,
+        last_used_at: None,
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken {
+            secret: secret.expose().to_owned(),
+            token,
+        }),
+    ))
+}
+
+/// Revokes a token at once.
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = custos_proto::ErrorBody)))]
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    Extension(who): Extension<Authorized>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(ApiError::not_found("token"));
+    }
+    let audit = audit_for(
+        &state,
+        &ctx,
+        &who,
+        "token.revoke",
+        format!("token/{id}"),
+        serde_json::json!({}),
+    );
+    if state
+        .store
+        .revoke_token(&id, state.clock.now(), &audit)
+        .await?
+    {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("token"))
+    }
+}
+
+/// Paging through the audit log.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct AuditQuery {
+    /// Return records after this position (default 0).
+    pub after: Option<i64>,
+    /// At most this many records (default 100, at most 1000).
+    pub limit: Option<u32>,
+}
+
+/// Audit records, oldest first.
+#[utoipa::path(get, path = "/api/v1/audit", params(AuditQuery), responses((status = 200, body = AuditPage)))]
+pub async fn get_audit(
+    State(state): State<AppState>,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<AuditPage>, ApiError> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 1_000);
+    let records = state
+        .store
+        .audit_entries(q.after.unwrap_or(0), limit)
+        .await?
+        .into_iter()
+        .map(|row| AuditRecordBody {
+            seq: row.seq,
+            record: serde_json::from_str(&row.record_json).unwrap_or_default(),
+            hash: hex::encode(row.hash),
+        })
+        .collect();
+    Ok(Json(AuditPage { records }))
+}
+
+/// Recomputes the audit hash chain.
+#[utoipa::path(get, path = "/api/v1/audit/verify", responses((status = 200, body = Object)))]
+pub async fn verify_audit(
+    State(state): State<AppState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    match state.store.verify_audit_chain().await {
+        Ok(entries) => Ok(Json(serde_json::json!({ "ok": true, "entries": entries }))),
+        Err(custos_store::StoreError::AuditChainBroken { seq }) => Ok(Json(
+            serde_json::json!({ "ok": false, "first_bad_seq": seq }),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}

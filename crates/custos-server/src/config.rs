@@ -1,0 +1,391 @@
+//! Configuration: one TOML file, overridable by environment variables, checked once.
+//!
+//! Layers, later wins: built-in defaults → the TOML file → `CUSTOS_<SECTION>__<KEY>` environment
+//! variables → command-line flags (applied by the binary). A variable ending in `_FILE`
+//! (`CUSTOS_STORE__DATABASE_URL_FILE`) names a file whose content is the value, so secrets need not
+//! sit in the environment. Unknown keys, in the file or the environment, are errors: a typo must
+//! not silently leave a default in place. Secret values are wrapped so `Debug` never shows them.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// A configuration value that must never be printed.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    /// The value, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Everything the server reads at start.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Listening and files.
+    pub server: ServerConfig,
+    /// The database.
+    pub store: StoreConfig,
+    /// Key-encryption keys.
+    pub keys: KeysConfig,
+    /// Bounds on requests.
+    pub limits: LimitsConfig,
+    /// Drift defaults.
+    pub drift: DriftConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Directory for the embedded database, keys and the bootstrap secret.
+    pub data_dir: PathBuf,
+    /// Allow plain HTTP on a non-loopback address. Off by default: monitoring data and
+    /// credentials must not cross a network unencrypted; terminate TLS in front if you set this.
+    pub allow_insecure_http: bool,
+    /// Idle lifetime of a web session, in minutes.
+    pub session_idle_minutes: u32,
+    /// Absolute lifetime of a web session, in hours.
+    pub session_max_hours: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8750)),
+            data_dir: PathBuf::from("custos-data"),
+            allow_insecure_http: false,
+            session_idle_minutes: 30,
+            session_max_hours: 12,
+        }
+    }
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `postgres://…` to use PostgreSQL; unset for the embedded SQLite file in the data directory.
+    pub database_url: Option<Secret>,
+}
+
+/// `[keys]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// Directory of key-encryption-key files (`kek-v<N>.key`, mode 0600). Default `<data_dir>/keys`.
+    pub kek_dir: Option<PathBuf>,
+    /// A base64 key-encryption key given directly (use `CUSTOS_KEYS__KEK_FILE` to read it from a
+    /// secret file). When set, `kek_dir` is not used.
+    pub kek: Option<Secret>,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Most rows in one ingest batch.
+    pub max_batch_rows: usize,
+    /// Longest a request may take, in seconds.
+    pub request_timeout_seconds: u64,
+    /// Ingest requests processed at once; more wait, and beyond twice this get 429.
+    pub max_concurrent_ingest: usize,
+    /// Failed authentications allowed per client address per minute before 429.
+    pub auth_failures_per_minute: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 16 * 1024 * 1024,
+            max_batch_rows: 10_000,
+            request_timeout_seconds: 60,
+            max_concurrent_ingest: 4,
+            auth_failures_per_minute: 30,
+        }
+    }
+}
+
+/// `[drift]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DriftConfig {
+    /// PSI at or above which a numeric feature counts as drifted.
+    pub psi_threshold: f64,
+    /// Jensen–Shannon distance at or above which a categorical feature counts as drifted.
+    pub jensen_shannon_threshold: f64,
+    /// Share of drifted features at or above which the dataset counts as drifted.
+    pub drift_share: f64,
+}
+
+impl Default for DriftConfig {
+    fn default() -> Self {
+        Self {
+            psi_threshold: 0.2,
+            jensen_shannon_threshold: 0.1,
+            drift_share: 0.5,
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Output format.
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `custos_server=debug,info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {reason}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The file or an override is not valid.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+const ENV_PREFIX: &str = "CUSTOS_";
+
+/// Loads the configuration from an optional file and the given environment.
+pub fn load(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let mut table = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+                path: path.to_owned(),
+                reason: e.kind().to_string(),
+            })?;
+            text.parse::<toml::Table>()
+                .map_err(|e| ConfigError::Invalid(format!("{}: {}", path.display(), e.message())))?
+        }
+        None => toml::Table::new(),
+    };
+    apply_env(&mut table, env)?;
+    let config: Config = toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_owned()))?;
+    check(&config)?;
+    Ok(config)
+}
+
+/// Applies `CUSTOS_<SECTION>__<KEY>[_FILE]` variables. Variables without the `__` separator are
+/// not configuration (for example test-harness settings) and are ignored.
+fn apply_env(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    for (name, raw) in env {
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let Some((section, key)) = rest.split_once("__") else {
+            continue;
+        };
+        let section = section.to_ascii_lowercase();
+        let mut key = key.to_ascii_lowercase();
+        let value = if let Some(stripped) = key.strip_suffix("_file") {
+            let path = PathBuf::from(&raw);
+            let content = std::fs::read_to_string(&path).map_err(|e| ConfigError::Read {
+                path: path.clone(),
+                reason: e.kind().to_string(),
+            })?;
+            key = stripped.to_owned();
+            toml::Value::String(content.trim_end_matches(['\n', '\r']).to_owned())
+        } else {
+            env_value(&raw)
+        };
+        let entry = table
+            .entry(section.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let toml::Value::Table(section_table) = entry else {
+            return Err(ConfigError::Invalid(format!(
+                "{name}: [{section}] is not a section"
+            )));
+        };
+        section_table.insert(key, value);
+    }
+    Ok(())
+}
+
+/// Environment values are strings; numbers and booleans are recognised so that
+/// `CUSTOS_LIMITS__MAX_BATCH_ROWS=500` works like the TOML `max_batch_rows = 500`.
+fn env_value(raw: &str) -> toml::Value {
+    if let Ok(i) = raw.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    if let Ok(b) = raw.parse::<bool>() {
+        return toml::Value::Boolean(b);
+    }
+    if let Ok(f) = raw.parse::<f64>() {
+        return toml::Value::Float(f);
+    }
+    toml::Value::String(raw.to_owned())
+}
+
+fn check(config: &Config) -> Result<(), ConfigError> {
+    let l = &config.limits;
+    if l.max_body_bytes < 1024 || l.max_batch_rows == 0 || l.max_concurrent_ingest == 0 {
+        return Err(ConfigError::Invalid(
+            "limits must be positive (max_body_bytes at least 1024)".into(),
+        ));
+    }
+    let d = &config.drift;
+    if !(d.psi_threshold > 0.0
+        && d.jensen_shannon_threshold > 0.0
+        && d.jensen_shannon_threshold <= 1.0)
+    {
+        return Err(ConfigError::Invalid(
+            "drift thresholds must be positive (jensen_shannon_threshold at most 1)".into(),
+        ));
+    }
+    if !(d.drift_share > 0.0 && d.drift_share <= 1.0) {
+        return Err(ConfigError::Invalid(
+            "drift.drift_share must lie in (0, 1]".into(),
+        ));
+    }
+    if let Some(url) = &config.store.database_url {
+        let url = url.expose();
+        if !(url.starts_with("postgres://")
+            || url.starts_with("postgresql://")
+            || url.starts_with("sqlite://"))
+        {
+            return Err(ConfigError::Invalid(
+                "store.database_url must start with postgres://, postgresql:// or sqlite://".into(),
+            ));
+        }
+    }
+    if config.server.session_idle_minutes == 0 || config.server.session_max_hours == 0 {
+        return Err(ConfigError::Invalid(
+            "session lifetimes must be positive".into(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = load(None, Vec::new()).unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8750");
+        assert_eq!(c.server.data_dir, PathBuf::from("custos-data"));
+    }
+
+    #[test]
+    fn file_env_and_secret_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("custos.toml");
+        std::fs::write(
+            &file,
+            "[limits]\nmax_batch_rows = 50\n[drift]\npsi_threshold = 0.3\n",
+        )
+        .unwrap();
+        let secret = dir.path().join("db");
+        let mut f = std::fs::File::create(&secret).unwrap();
+        writeln!(f, "postgres://u:pw@localhost/db").unwrap();
+        let c = load(
+            Some(&file),
+            env(&[
+                ("CUSTOS_LIMITS__MAX_BATCH_ROWS", "70"),
+                ("CUSTOS_STORE__DATABASE_URL_FILE", secret.to_str().unwrap()),
+                ("CUSTOS_TEST_POSTGRES_URL", "ignored"),
+                ("PATH", "/bin"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.limits.max_batch_rows, 70);
+        assert_eq!(c.drift.psi_threshold, 0.3);
+        assert_eq!(
+            c.store.database_url.as_ref().map(Secret::expose),
+            Some("postgres://u:pw@localhost/db")
+        );
+        assert!(!format!("{c:?}").contains("pw@"));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("custos.toml");
+        std::fs::write(&file, "[server]\nlisten_addr = \"0.0.0.0:1\"\n").unwrap();
+        let err = load(Some(&file), Vec::new()).unwrap_err().to_string();
+        assert!(err.contains("listen_addr"), "{err}");
+        let err = load(None, env(&[("CUSTOS_SERVER__COLOUR", "red")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("colour"), "{err}");
+        let err = load(None, env(&[("CUSTOS_NOPE__X", "1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        assert!(load(None, env(&[("CUSTOS_DRIFT__DRIFT_SHARE", "2")])).is_err());
+        assert!(load(None, env(&[("CUSTOS_STORE__DATABASE_URL", "mysql://x")])).is_err());
+        assert!(load(None, env(&[("CUSTOS_SERVER__LISTEN", "nonsense")])).is_err());
+    }
+}

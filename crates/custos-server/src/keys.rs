@@ -1,0 +1,147 @@
+//! The server's key service: loads the key-encryption keys, unwraps the stored secrets, and hands
+//! out per-(model, day) data keys, creating and wrapping them on first use.
+//!
+//! Unwrapped data keys are cached in memory (bounded) because ingest needs one per batch; the
+//! cache holds keys, never payloads. Nothing here logs key material.
+
+use crate::config::Config;
+use custos_core::{Clock, Partition};
+use custos_crypto::keys::{DataKey, Kek, KekRing, KeyContext};
+use custos_crypto::pseudonym::{HmacPseudonymizer, SecretBytes};
+use custos_crypto::token::TokenHasher;
+use custos_store::Store;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+const DATA_KEY_CACHE_LIMIT: usize = 4_096;
+const SECRET_PII_HMAC: &str = "pii-hmac-key";
+const SECRET_EVENT_HMAC: &str = "event-hmac-key";
+const SECRET_TOKEN_PEPPER: &str = "token-pepper";
+
+/// Why keys could not be made ready.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// A cryptographic operation or key file failed.
+    #[error("{0}")]
+    Crypto(#[from] custos_crypto::CryptoError),
+    /// The store failed.
+    #[error("{0}")]
+    Store(#[from] custos_store::StoreError),
+}
+
+/// Keys the running server holds.
+pub struct KeyService {
+    ring: KekRing,
+    store: Store,
+    pseudonymizer: HmacPseudonymizer,
+    token_hasher: TokenHasher,
+    clock: Arc<dyn Clock>,
+    data_keys: Mutex<HashMap<(i64, Partition), Arc<DataKey>>>,
+}
+
+impl std::fmt::Debug for KeyService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyService")
+            .field("kek_version", &self.ring.current_version())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Loads the key-encryption keys named by the configuration.
+pub fn load_kek_ring(config: &Config) -> Result<KekRing, KeyError> {
+    if let Some(kek) = &config.keys.kek {
+        let kek: Kek = custos_crypto::keys::kek_from_base64(1, kek.expose())?;
+        return Ok(KekRing::new(kek, Vec::new()));
+    }
+    let dir = config
+        .keys
+        .kek_dir
+        .clone()
+        .unwrap_or_else(|| config.server.data_dir.join("keys"));
+    Ok(custos_crypto::keys::load_or_create_kek_dir(&dir)?)
+}
+
+async fn stored_secret(store: &Store, ring: &KekRing, name: &str) -> Result<SecretBytes, KeyError> {
+    if let Some(wrapped) = store.get_secret(name).await? {
+        return Ok(custos_crypto::keys::unwrap_secret(ring, name, &wrapped)?);
+    }
+    let fresh = SecretBytes::generate()?;
+    let wrapped = custos_crypto::keys::wrap_secret(ring, name, &fresh)?;
+    // Another replica may have won the race; whichever row is stored is the one every replica uses.
+    let winner = store.insert_secret_if_absent(name, &wrapped).await?;
+    Ok(custos_crypto::keys::unwrap_secret(ring, name, &winner)?)
+}
+
+impl KeyService {
+    /// Unwraps (or creates) the instance secrets.
+    pub async fn open(
+        ring: KekRing,
+        store: Store,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, KeyError> {
+        let pii = stored_secret(&store, &ring, SECRET_PII_HMAC).await?;
+        let event = stored_secret(&store, &ring, SECRET_EVENT_HMAC).await?;
+        let pepper = stored_secret(&store, &ring, SECRET_TOKEN_PEPPER).await?;
+        Ok(Self {
+            pseudonymizer: HmacPseudonymizer::new(pii, event),
+            token_hasher: TokenHasher::new(pepper),
+            ring,
+            store,
+            clock,
+            data_keys: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The keyed pseudonym functions masking uses.
+    pub fn pseudonymizer(&self) -> &HmacPseudonymizer {
+        &self.pseudonymizer
+    }
+
+    /// The keyed hash tokens are stored as.
+    pub fn token_hasher(&self) -> &TokenHasher {
+        &self.token_hasher
+    }
+
+    /// The data key of one model's day, created on first use.
+    pub async fn data_key(
+        &self,
+        model_id: i64,
+        partition: Partition,
+    ) -> Result<Arc<DataKey>, KeyError> {
+        if let Some(key) = self.cached(model_id, partition) {
+            return Ok(key);
+        }
+        let context = KeyContext::Data {
+            model_id,
+            partition,
+        };
+        let key = match self.store.get_data_key(model_id, partition).await? {
+            Some(wrapped) => self.ring.unwrap(&context, &wrapped)?,
+            None => {
+                let fresh = DataKey::generate()?;
+                let wrapped = self.ring.wrap(&context, &fresh)?;
+                let now = self.clock.now();
+                let winner = self
+                    .store
+                    .insert_data_key_if_absent(model_id, partition, &wrapped, now)
+                    .await?;
+                self.ring.unwrap(&context, &winner)?
+            }
+        };
+        let key = Arc::new(key);
+        if let Ok(mut cache) = self.data_keys.lock() {
+            if cache.len() >= DATA_KEY_CACHE_LIMIT {
+                cache.clear();
+            }
+            cache.insert((model_id, partition), Arc::clone(&key));
+        }
+        Ok(key)
+    }
+
+    fn cached(&self, model_id: i64, partition: Partition) -> Option<Arc<DataKey>> {
+        self.data_keys
+            .lock()
+            .ok()
+            .and_then(|cache| cache.get(&(model_id, partition)).cloned())
+    }
+}

@@ -1,0 +1,243 @@
+//! The Custos server: HTTP routing, the authentication and authorization choke point, the ingest
+//! pipeline, read paths, the web UI, background jobs, and [`App::build`] — the one composition
+//! root that wires store, keys and router from a [`config::Config`] and a [`Clock`].
+//!
+//! This crate owns IO and orchestration only: statistics live in `custos-stats`, validation and
+//! masking in `custos-core`, cryptography in `custos-crypto`, SQL in `custos-store`.
+
+pub mod api;
+pub mod auth;
+pub mod bootstrap;
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod ingest;
+pub mod jobs;
+pub mod keys;
+pub mod policy;
+pub mod query;
+pub mod sessions;
+pub mod state;
+pub mod ui;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use custos_core::{ActorType, AuditEvent, Clock, Outcome};
+use custos_store::Store;
+use state::AppState;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tower_http::timeout::TimeoutLayer;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Bad configuration.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The store could not be opened or migrated.
+    #[error("store: {0}")]
+    Store(#[from] custos_store::StoreError),
+    /// Keys could not be loaded.
+    #[error("keys: {0}")]
+    Keys(#[from] keys::KeyError),
+    /// Files in the data directory.
+    #[error("data directory: {0}")]
+    Io(String),
+}
+
+/// A built server, ready to serve.
+pub struct App {
+    /// Shared state (handles to the store, keys, clock, configuration).
+    pub state: AppState,
+    /// Where the bootstrap secret was written on this start, if it was.
+    pub bootstrap_token_path: Option<PathBuf>,
+}
+
+/// The router with every route, the choke point and the protective layers.
+pub fn router(state: AppState) -> Router {
+    let limits = &state.config.limits;
+    Router::new()
+        .route("/healthz", get(api::healthz))
+        .route("/api/v1/openapi.json", get(api::openapi))
+        .route("/", get(ui::root))
+        .route("/ui/login", get(ui::login_page).post(ui::login))
+        .route("/ui/logout", post(ui::logout))
+        .route("/ui/static/custos.css", get(ui::stylesheet))
+        .route("/ui", get(ui::models_page))
+        .route("/ui/models/{model}", get(ui::model_page))
+        .route(
+            "/api/v1/models",
+            get(api::list_models).post(api::create_model),
+        )
+        .route("/api/v1/models/{model}", get(api::get_model))
+        .route(
+            "/api/v1/models/{model}/predictions",
+            post(api::post_predictions),
+        )
+        .route("/api/v1/models/{model}/labels", post(api::post_labels))
+        .route("/api/v1/models/{model}/volume", get(api::get_volume))
+        .route(
+            "/api/v1/models/{model}/features/{feature}/profile",
+            get(api::get_profile),
+        )
+        .route("/api/v1/models/{model}/drift", get(api::get_drift))
+        .route(
+            "/api/v1/tokens",
+            get(api::list_tokens).post(api::create_token),
+        )
+        .route(
+            "/api/v1/tokens/{id}",
+            axum::routing::delete(api::revoke_token),
+        )
+        .route("/api/v1/audit", get(api::get_audit))
+        .route("/api/v1/audit/verify", get(api::verify_audit))
+        // Layers run bottom-up on the way in: context first, then limits, then the choke point.
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authorize,
+        ))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(limits.request_timeout_seconds),
+        ))
+        .layer(middleware::from_fn(security_headers))
+        .layer(middleware::from_fn(context::request_context))
+        .with_state(state)
+}
+
+/// Headers every response carries. The CSP forbids scripts, inline styles, frames and every
+/// origin but our own.
+async fn security_headers(request: Request, next: Next) -> Response {
+    let api = request.uri().path().starts_with("/api/");
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    let set = |headers: &mut axum::http::HeaderMap, name: HeaderName, value: &'static str| {
+        headers.insert(name, HeaderValue::from_static(value));
+    };
+    set(
+        headers,
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; \
+         frame-ancestors 'none'; base-uri 'none'",
+    );
+    set(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(headers, header::X_FRAME_OPTIONS, "DENY");
+    set(headers, header::REFERRER_POLICY, "no-referrer");
+    set(
+        headers,
+        HeaderName::from_static("cross-origin-opener-policy"),
+        "same-origin",
+    );
+    if api || !headers.contains_key(header::CACHE_CONTROL) {
+        set(headers, header::CACHE_CONTROL, "no-store");
+    }
+    response
+}
+
+fn database_url(config: &config::Config) -> Result<String, StartError> {
+    match &config.store.database_url {
+        Some(url) => Ok(url.expose().to_owned()),
+        None => {
+            let path = config.server.data_dir.join("custos.db");
+            let path = path
+                .to_str()
+                .ok_or_else(|| StartError::Config("data_dir must be valid UTF-8".into()))?;
+            Ok(format!("sqlite://{path}"))
+        }
+    }
+}
+
+impl App {
+    /// The composition root: prepares the data directory, opens and migrates the store, loads
+    /// keys, creates the bootstrap secret on first start, and assembles the state.
+    pub async fn build(config: config::Config, clock: Arc<dyn Clock>) -> Result<App, StartError> {
+        bootstrap::prepare_data_dir(&config.server.data_dir)?;
+        let store = Store::open(&database_url(&config)?).await?;
+        store.migrate().await?;
+        let ring = keys::load_kek_ring(&config)?;
+        let key_service = keys::KeyService::open(ring, store.clone(), Arc::clone(&clock)).await?;
+        let bootstrap_token_path =
+            bootstrap::ensure_bootstrap_secret(&store, &key_service, &config.server.data_dir)
+                .await?;
+        let state = AppState::new(store, key_service, clock, config);
+        Ok(App {
+            state,
+            bootstrap_token_path,
+        })
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let addr = listener
+            .local_addr()
+            .map_err(|e| StartError::Io(e.to_string()))?;
+        check_listen_address(addr, self.state.config.server.allow_insecure_http)?;
+        let state = self.state.clone();
+        system_audit(
+            &state,
+            "server.start",
+            serde_json::json!({ "listen": addr.to_string() }),
+        )
+        .await?;
+        let jobs = jobs::spawn(state.clone());
+        let app = router(state.clone());
+        let result = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| StartError::Io(e.to_string()));
+        jobs.abort();
+        if let Err(e) = system_audit(&state, "server.stop", serde_json::json!({})).await {
+            tracing::error!(error = %e, "could not record the stop");
+        }
+        state.store.close().await;
+        result
+    }
+}
+
+/// Plain HTTP is only for loopback unless the operator says otherwise in writing.
+pub fn check_listen_address(addr: SocketAddr, allow_insecure_http: bool) -> Result<(), StartError> {
+    if addr.ip().is_loopback() || allow_insecure_http {
+        Ok(())
+    } else {
+        Err(StartError::Config(format!(
+            "refusing to serve plain HTTP on non-loopback address {addr}: put a TLS-terminating \
+             proxy in front and set server.allow_insecure_http = true, or listen on 127.0.0.1"
+        )))
+    }
+}
+
+async fn system_audit(
+    state: &AppState,
+    action: &str,
+    detail: serde_json::Value,
+) -> Result<(), StartError> {
+    let event = AuditEvent {
+        time: state.clock.now(),
+        actor: "system".into(),
+        actor_type: ActorType::System,
+        source_ip: None,
+        user_agent: None,
+        request_id: None,
+        action: action.into(),
+        resource: "server".into(),
+        outcome: Outcome::Success,
+        detail,
+    };
+    state.store.append_audit(&event).await?;
+    Ok(())
+}

@@ -1,0 +1,38 @@
+//! Custos statistics: mergeable per-feature profiles and drift metrics.
+//!
+//! Owns: the profile data structures (numeric: KLL + moments; categorical: exact counts, then
+//! frequent-items + HyperLogLog sketches), their versioned byte format, their summaries, and the drift
+//! statistics computed from two profiles (PSI, Jensen–Shannon, dataset verdict).
+//!
+//! Must not: do IO, async, logging, or depend on other Custos crates. Callers own storage,
+//! time buckets and feature names; this crate only sees values. Library code never panics on
+//! input (the workspace lints deny unwrap/expect/panic/indexing); errors are [`StatsError`].
+//!
+//! Sketches come from Apache DataSketches (`datasketches` 0.6.0), wrapped so that the pinned,
+//! pre-1.0 API stays inside this crate.
+
+mod categorical;
+mod codec;
+mod distinct;
+mod drift;
+mod error;
+mod numeric;
+mod profile;
+
+pub use categorical::{CategoricalProfile, EXACT_LIMIT, SKETCH_MAP_SIZE};
+pub use drift::{
+    BinComparison, DEFAULT_DRIFT_SHARE, DEFAULT_JS_THRESHOLD, DEFAULT_PSI_THRESHOLD, DatasetDrift,
+    DriftMethod, DriftThresholds, FeatureDrift, OTHER_LABEL, PSI_EPSILON, compare, dataset_drift,
+    jensen_shannon_distance, psi,
+};
+pub use error::StatsError;
+pub use numeric::{KLL_K, NumericProfile};
+pub use profile::{
+    CategoricalSummary, FORMAT_VERSION, FeatureProfile, MAGIC, NumericSummary, ProfileKind,
+    ProfileSummary, SUMMARY_QUANTILES, SUMMARY_TOP, SummaryDetail,
+};
+
+/// Largest observation count a profile may hold (2^62). Far beyond any real stream, and low
+/// enough that sums inside the sketches (which panic on u64 overflow) can never overflow, even
+/// for crafted inputs.
+pub const MAX_COUNT: u64 = 1 << 62;

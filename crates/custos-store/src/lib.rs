@@ -1,0 +1,441 @@
+//! Custos persistence: one concrete [`Store`] handle over SQLite (the embedded default) and
+//! PostgreSQL (the scale-out store), chosen at run time from the URL scheme.
+//!
+//! What this crate owns: the schema (one forward-only migration tree per backend), every SQL
+//! statement, transaction boundaries (an ingest batch, its event index, profile deltas and
+//! volume counts commit together; every audited configuration change commits together with its
+//! audit entry), and the hash-chained, append-only audit log.
+//!
+//! What it must not do: accept plaintext row data (payloads arrive only as
+//! [`custos_crypto::SealedBatch`] / [`custos_crypto::SealedBlob`], and no column holds a row
+//! value in plaintext), read the wall clock (callers pass `now`), make authorization decisions,
+//! or put bound values (ciphertexts, hashes) into errors or logs.
+//!
+//! The backends are private modules behind a private enum, so callers cannot depend on either;
+//! the conformance suite in `tests/conformance.rs` runs every operation against both.
+
+mod audit;
+mod convert;
+mod error;
+mod postgres;
+mod sqlite;
+mod types;
+mod url;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use error::StoreError;
+pub use types::{
+    AuditRow, IngestCommit, LabelOutcome, LabelRow, ModelRow, NewToken, ProfileDelta, StoredBatch,
+    StoredProfile, TokenRow,
+};
+pub use url::redact_url;
+
+use chrono::{DateTime, Utc};
+use custos_core::{AuditEvent, EventKey, HourBucket, Partition};
+use custos_crypto::{SealedBlob, WrappedKey};
+use std::collections::{BTreeMap, HashSet};
+use std::ops::Range;
+
+/// The one handle to the database. Cheap to clone: clones share the connection pools.
+#[derive(Debug, Clone)]
+pub struct Store {
+    backend: Backend,
+}
+
+/// Which database the store talks to. Private so that nothing outside this crate can grow a
+/// dependency on one backend.
+#[derive(Debug, Clone)]
+enum Backend {
+    Sqlite(sqlite::SqliteDb),
+    Postgres(postgres::PgDb),
+}
+
+/// Runs the same call on whichever backend the store holds.
+macro_rules! dispatch {
+    ($store:expr, $db:ident => $call:expr) => {
+        match &$store.backend {
+            Backend::Sqlite($db) => $call.await,
+            Backend::Postgres($db) => $call.await,
+        }
+    };
+}
+
+impl Store {
+    /// Opens a store from a URL: `sqlite://PATH` (created if missing; `sqlite::memory:` for a
+    /// throw-away in-memory database) or `postgres://…` / `postgresql://…`. Any other scheme is
+    /// refused with [`StoreError::UnsupportedUrl`], whose text never contains a password.
+    ///
+    /// SQLite is opened in WAL mode with `synchronous=FULL` (a 2xx promises durability),
+    /// `busy_timeout` of 5 s and foreign keys on. Call [`Store::migrate`] before use.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        let backend = match url::scheme(url) {
+            Some(url::Scheme::Sqlite) => Backend::Sqlite(sqlite::SqliteDb::open(url).await?),
+            Some(url::Scheme::Postgres) => Backend::Postgres(postgres::PgDb::open(url).await?),
+            None => {
+                return Err(StoreError::UnsupportedUrl(format!(
+                    "{}: expected a sqlite:// or postgres:// URL",
+                    redact_url(url)
+                )));
+            }
+        };
+        let store = Store { backend };
+        tracing::debug!(backend = store.backend_name(), url = %redact_url(url), "store opened");
+        Ok(store)
+    }
+
+    /// Applies the backend's pending migrations (forward-only; already-applied ones are
+    /// skipped, so calling it again is harmless).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        dispatch!(self, db => db.migrate())
+    }
+
+    /// `"sqlite"` or `"postgres"`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Closes every connection, waiting for checked-out ones to come back.
+    pub async fn close(&self) {
+        dispatch!(self, db => db.close())
+    }
+
+    // ---- meta ----
+
+    /// A small plaintext setting.
+    pub async fn get_meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        dispatch!(self, db => db.get_meta(key))
+    }
+
+    /// Stores a setting unless one exists; `true` if this call stored it.
+    pub async fn insert_meta_if_absent(&self, key: &str, value: &str) -> Result<bool, StoreError> {
+        dispatch!(self, db => db.insert_meta_if_absent(key, value))
+    }
+
+    // ---- wrapped secrets ----
+
+    /// A wrapped secret (pseudonym key, token pepper) by name.
+    pub async fn get_secret(&self, name: &str) -> Result<Option<WrappedKey>, StoreError> {
+        dispatch!(self, db => db.get_secret(name))
+    }
+
+    /// Stores `key` under `name` unless a secret is already there, and returns the stored one.
+    /// Two racing callers (threads or replicas) both get the same winner, so both go on to use
+    /// the same key.
+    pub async fn insert_secret_if_absent(
+        &self,
+        name: &str,
+        key: &WrappedKey,
+    ) -> Result<WrappedKey, StoreError> {
+        dispatch!(self, db => db.insert_secret_if_absent(name, key))
+    }
+
+    /// The wrapped data key of a (model, partition).
+    pub async fn get_data_key(
+        &self,
+        model_id: i64,
+        partition: Partition,
+    ) -> Result<Option<WrappedKey>, StoreError> {
+        dispatch!(self, db => db.get_data_key(model_id, partition))
+    }
+
+    /// Stores a data key for (model, partition) unless one exists, and returns the stored one
+    /// (same race semantics as [`Store::insert_secret_if_absent`]). An unknown model is
+    /// [`StoreError::NotFound`].
+    pub async fn insert_data_key_if_absent(
+        &self,
+        model_id: i64,
+        partition: Partition,
+        key: &WrappedKey,
+        now: DateTime<Utc>,
+    ) -> Result<WrappedKey, StoreError> {
+        dispatch!(self, db => db.insert_data_key_if_absent(model_id, partition, key, now))
+    }
+
+    // ---- models ----
+
+    /// Registers a model and appends `audit` in the same transaction: if either fails, neither
+    /// is stored. A taken name is [`StoreError::Conflict`].
+    pub async fn create_model(
+        &self,
+        name: &str,
+        spec_json: &str,
+        now: DateTime<Utc>,
+        audit: &AuditEvent,
+    ) -> Result<ModelRow, StoreError> {
+        dispatch!(self, db => db.create_model(name, spec_json, now, audit))
+    }
+
+    /// A model by name.
+    pub async fn get_model(&self, name: &str) -> Result<Option<ModelRow>, StoreError> {
+        dispatch!(self, db => db.get_model(name))
+    }
+
+    /// Every model, by name.
+    pub async fn list_models(&self) -> Result<Vec<ModelRow>, StoreError> {
+        dispatch!(self, db => db.list_models())
+    }
+
+    // ---- ingest ----
+
+    /// Which of `keys` are already ingested for the model (asked in chunks of at most 500).
+    pub async fn existing_event_keys(
+        &self,
+        model_id: i64,
+        keys: &[EventKey],
+    ) -> Result<HashSet<EventKey>, StoreError> {
+        if keys.is_empty() {
+            return Ok(HashSet::new());
+        }
+        dispatch!(self, db => db.existing_event_keys(model_id, keys))
+    }
+
+    /// Writes sealed batches, their event index entries, profile deltas and volume counts in
+    /// one durable transaction, and returns the batch ids in input order. Takes one
+    /// [`IngestCommit`] or a `Vec` of them: a request whose rows span several day partitions
+    /// seals one batch per partition, and the request must be stored whole or not at all.
+    ///
+    /// If any event key is already indexed (or repeated within or across the commits) the
+    /// result is [`StoreError::DuplicateEvent`] and nothing is written. An unknown model is
+    /// [`StoreError::NotFound`]; a profile delta sealed for another model than its batch is
+    /// [`StoreError::Conflict`].
+    pub async fn commit_ingest(
+        &self,
+        commits: impl Into<Vec<IngestCommit>>,
+    ) -> Result<Vec<i64>, StoreError> {
+        let commits: Vec<IngestCommit> = commits.into();
+        if commits.is_empty() {
+            return Ok(Vec::new());
+        }
+        for commit in &commits {
+            let model_id = commit.batch.model_id();
+            if commit
+                .profiles
+                .iter()
+                .any(|p| p.sealed.model_id() != model_id)
+            {
+                return Err(StoreError::Conflict(
+                    "a profile delta is sealed for another model than its batch".into(),
+                ));
+            }
+        }
+        dispatch!(self, db => db.commit_ingest(&commits))
+    }
+
+    /// Batches of the model whose event-time span `[min_time, max_time]` overlaps the
+    /// half-open `range`, oldest first.
+    pub async fn batches(
+        &self,
+        model_id: i64,
+        range: Range<DateTime<Utc>>,
+    ) -> Result<Vec<StoredBatch>, StoreError> {
+        dispatch!(self, db => db.batches(model_id, range))
+    }
+
+    // ---- profiles ----
+
+    /// Sealed profile deltas of one column for hours in the half-open range, by hour then id.
+    pub async fn profile_deltas(
+        &self,
+        model_id: i64,
+        column: &str,
+        hours: Range<HourBucket>,
+    ) -> Result<Vec<StoredProfile>, StoreError> {
+        dispatch!(self, db => db.profile_deltas(model_id, column, hours))
+    }
+
+    /// Up to `limit` (model, column, hour) groups holding at least `min_deltas` deltas.
+    pub async fn compaction_candidates(
+        &self,
+        min_deltas: u32,
+        limit: u32,
+    ) -> Result<Vec<(i64, String, HourBucket)>, StoreError> {
+        dispatch!(self, db => db.compaction_candidates(min_deltas, limit))
+    }
+
+    /// In one transaction, deletes exactly the deltas `replaced_ids` of (model, column, hour)
+    /// and inserts `merged`. If any id is already gone (or belongs elsewhere) the result is
+    /// [`StoreError::Conflict`] and nothing changes, so two compactors cannot both merge one
+    /// delta.
+    pub async fn replace_profiles(
+        &self,
+        model_id: i64,
+        column: &str,
+        hour: HourBucket,
+        replaced_ids: &[i64],
+        merged: &SealedBlob,
+    ) -> Result<(), StoreError> {
+        if merged.model_id() != model_id {
+            return Err(StoreError::Conflict(
+                "the merged profile is sealed for another model".into(),
+            ));
+        }
+        dispatch!(self, db => db.replace_profiles(model_id, column, hour, replaced_ids, merged))
+    }
+
+    /// Rows ingested per event hour, for hours in the half-open range with any rows.
+    pub async fn volume(
+        &self,
+        model_id: i64,
+        hours: Range<HourBucket>,
+    ) -> Result<Vec<(HourBucket, u64)>, StoreError> {
+        dispatch!(self, db => db.volume(model_id, hours))
+    }
+
+    /// How many events of the model are indexed.
+    pub async fn event_count(&self, model_id: i64) -> Result<u64, StoreError> {
+        dispatch!(self, db => db.event_count(model_id))
+    }
+
+    // ---- labels ----
+
+    /// Stores labels by (model, event key), replacing earlier labels of the same events.
+    /// `stored` counts input labels; `matched` counts input labels whose event is already
+    /// ingested (labels may arrive before their events). Labels sealed for another model are
+    /// [`StoreError::Conflict`].
+    pub async fn upsert_labels(
+        &self,
+        model_id: i64,
+        labels: &[LabelRow],
+        now: DateTime<Utc>,
+    ) -> Result<LabelOutcome, StoreError> {
+        if labels.is_empty() {
+            return Ok(LabelOutcome::default());
+        }
+        if labels.iter().any(|l| l.sealed.model_id() != model_id) {
+            return Err(StoreError::Conflict(
+                "a label is sealed for another model".into(),
+            ));
+        }
+        dispatch!(self, db => db.upsert_labels(model_id, labels, now))
+    }
+
+    // ---- tokens ----
+
+    /// Stores a new token (only its keyed hash) and appends `audit` in the same transaction.
+    /// A taken id or hash is [`StoreError::Conflict`].
+    pub async fn create_token(
+        &self,
+        token: &NewToken,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, db => db.create_token(token, audit))
+    }
+
+    /// The token whose secret has this keyed hash (revoked and expired ones included: the
+    /// caller decides).
+    pub async fn find_token_by_hash(
+        &self,
+        hash: &[u8; 32],
+    ) -> Result<Option<TokenRow>, StoreError> {
+        dispatch!(self, db => db.find_token_by_hash(hash))
+    }
+
+    /// Every token, oldest first.
+    pub async fn list_tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
+        dispatch!(self, db => db.list_tokens())
+    }
+
+    /// Revokes a live token and appends `audit` in the same transaction; `false` (and no audit
+    /// entry) if there is no such token or it was already revoked.
+    pub async fn revoke_token(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, db => db.revoke_token(id, now, audit))
+    }
+
+    /// Records that the token was used at `now` (never moving the time backwards). An unknown
+    /// id is [`StoreError::NotFound`].
+    pub async fn touch_token(&self, id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        dispatch!(self, db => db.touch_token(id, now))
+    }
+
+    // ---- audit ----
+
+    /// Appends one entry to the hash chain and returns its sequence number (from 1, no gaps).
+    pub async fn append_audit(&self, event: &AuditEvent) -> Result<i64, StoreError> {
+        dispatch!(self, db => db.append_audit(event))
+    }
+
+    /// Up to `limit` entries with `seq > after_seq`, in order.
+    pub async fn audit_entries(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        dispatch!(self, db => db.audit_entries(after_seq, limit))
+    }
+
+    /// Recomputes the chain from the genesis hash in `seq` order and returns how many entries
+    /// verified; [`StoreError::AuditChainBroken`] names the first entry that was changed,
+    /// moved, or (for a gap) removed.
+    pub async fn verify_audit_chain(&self) -> Result<u64, StoreError> {
+        dispatch!(self, db => db.verify_audit_chain())
+    }
+}
+
+/// Volume entries summed per hour, as stored integers. Summing first means one upsert per hour:
+/// PostgreSQL refuses a multi-row upsert that touches one row twice.
+fn sum_volume(volume: &[(HourBucket, u64)]) -> Result<Vec<(i64, i64)>, StoreError> {
+    let mut per_hour: BTreeMap<i64, i64> = BTreeMap::new();
+    for (hour, rows) in volume {
+        let slot = per_hour.entry(hour.0).or_insert(0);
+        *slot = slot
+            .checked_add(convert::count_in(*rows)?)
+            .ok_or_else(|| StoreError::Database("volume count overflows".into()))?;
+    }
+    Ok(per_hour.into_iter().collect())
+}
+
+/// Counts for [`Store::upsert_labels`] given which keys are ingested.
+fn label_outcome(labels: &[LabelRow], ingested: &HashSet<EventKey>) -> LabelOutcome {
+    let matched = labels
+        .iter()
+        .filter(|l| ingested.contains(&l.event_key))
+        .count();
+    LabelOutcome {
+        stored: labels.len() as u64,
+        matched: matched as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volume_sums_per_hour() {
+        let summed =
+            sum_volume(&[(HourBucket(5), 2), (HourBucket(3), 1), (HourBucket(5), 4)]).unwrap();
+        assert_eq!(summed, vec![(3, 1), (5, 6)]);
+        assert!(sum_volume(&[(HourBucket(1), u64::MAX)]).is_err());
+    }
+
+    #[tokio::test]
+    async fn unsupported_urls_are_redacted() {
+        let err = Store::open("mysql://admin:hunter2@db/custos")
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, StoreError::UnsupportedUrl(_)));
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("mysql://admin:***@db/custos"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn in_memory_sqlite_works() {
+        let store = Store::open("sqlite::memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        assert_eq!(store.backend_name(), "sqlite");
+        assert!(store.insert_meta_if_absent("k", "v").await.unwrap());
+        assert_eq!(store.get_meta("k").await.unwrap().as_deref(), Some("v"));
+        store.close().await;
+    }
+}

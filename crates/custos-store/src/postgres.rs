@@ -1,0 +1,735 @@
+//! The PostgreSQL backend: the scale-out store that several stateless replicas share.
+//!
+//! Owns PostgreSQL connection set-up and one PostgreSQL statement per store operation. Must not
+//! be reachable from outside the crate (callers hold [`crate::Store`]) and must not decide
+//! policy: validation that is the same for both backends lives in `lib.rs`.
+//!
+//! Several replicas write at once, so every race is settled by the database, never by
+//! process-local state: primary keys settle duplicate events and insert-if-absent, row locks
+//! settle concurrent compaction, and a transaction-scoped advisory lock serialises audit
+//! appends across replicas. Variable-length inputs are bound as arrays (`ANY($n)`,
+//! `UNNEST(...)`), so the SQL text is always static.
+
+use crate::convert::{
+    TokenTuple, count_out, hash32, micros, model_row, stored_batch, stored_profile, time,
+    token_row, wrapped,
+};
+use crate::error::is_unique_violation;
+use crate::types::{
+    AuditRow, IngestCommit, LabelOutcome, LabelRow, ModelRow, NewToken, StoredBatch, StoredProfile,
+    TokenRow,
+};
+use crate::{StoreError, audit};
+use chrono::{DateTime, Utc};
+use custos_core::{AuditEvent, EventKey, HourBucket, Partition};
+use custos_crypto::{SealedBlob, WrappedKey};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::ops::Range;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Connections per replica. PostgreSQL's default limit is 100 in total across replicas.
+const MAX_CONNECTIONS: u32 = 10;
+/// How long a request waits for a free connection before failing.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Elements per bound array: keeps each statement's message and plan bounded.
+const CHUNK: usize = 500;
+/// Audit entries read per page while verifying.
+const VERIFY_PAGE: i64 = 1_000;
+/// The advisory lock key that serialises audit appends ("custos" + 0x01 as a big-endian i64).
+/// Transaction-scoped, so a crashed holder cannot leave it taken.
+const AUDIT_APPEND_LOCK: i64 = 0x0063_7573_746f_7301;
+
+/// The connection pool of one PostgreSQL database.
+#[derive(Debug, Clone)]
+pub(crate) struct PgDb {
+    pool: PgPool,
+}
+
+/// Maps a failed write that references a model: a foreign-key failure means the model does not
+/// exist.
+fn model_write_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound,
+        _ => e.into(),
+    }
+}
+
+impl PgDb {
+    pub(crate) async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url).map_err(|_| {
+            StoreError::UnsupportedUrl(format!(
+                "{}: not a valid PostgreSQL URL",
+                crate::url::redact_url(url)
+            ))
+        })?;
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    pub(crate) async fn migrate(&self) -> Result<(), StoreError> {
+        // sqlx takes its own advisory lock, so replicas starting together migrate once.
+        sqlx::migrate!("./migrations/postgres")
+            .run(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    // ---- meta ----
+
+    pub(crate) async fn get_meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    pub(crate) async fn insert_meta_if_absent(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    // ---- secrets and data keys ----
+
+    pub(crate) async fn get_secret(&self, name: &str) -> Result<Option<WrappedKey>, StoreError> {
+        let row: Option<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT kek_version, wrapped FROM secrets WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(wrapped).transpose()
+    }
+
+    pub(crate) async fn insert_secret_if_absent(
+        &self,
+        name: &str,
+        key: &WrappedKey,
+    ) -> Result<WrappedKey, StoreError> {
+        // `ON CONFLICT DO NOTHING` waits for a concurrent inserter to commit before deciding,
+        // and the following SELECT (a fresh snapshot under READ COMMITTED) sees the winner.
+        sqlx::query(
+            "INSERT INTO secrets (name, kek_version, wrapped) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(i64::from(key.kek_version))
+        .bind(&key.bytes[..])
+        .execute(&self.pool)
+        .await?;
+        self.get_secret(name).await?.ok_or_else(|| {
+            StoreError::Conflict("the secret was removed while it was being stored".into())
+        })
+    }
+
+    pub(crate) async fn get_data_key(
+        &self,
+        model_id: i64,
+        partition: Partition,
+    ) -> Result<Option<WrappedKey>, StoreError> {
+        let row: Option<(i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT kek_version, wrapped FROM data_keys WHERE model_id = $1 AND partition = $2",
+        )
+        .bind(model_id)
+        .bind(partition.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(wrapped).transpose()
+    }
+
+    pub(crate) async fn insert_data_key_if_absent(
+        &self,
+        model_id: i64,
+        partition: Partition,
+        key: &WrappedKey,
+        now: DateTime<Utc>,
+    ) -> Result<WrappedKey, StoreError> {
+        sqlx::query(
+            "INSERT INTO data_keys (model_id, partition, kek_version, wrapped, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (model_id, partition) DO NOTHING",
+        )
+        .bind(model_id)
+        .bind(partition.0)
+        .bind(i64::from(key.kek_version))
+        .bind(&key.bytes[..])
+        .bind(micros(now))
+        .execute(&self.pool)
+        .await
+        .map_err(model_write_err)?;
+        self.get_data_key(model_id, partition)
+            .await?
+            .ok_or_else(|| {
+                StoreError::Conflict("the data key was removed while it was being stored".into())
+            })
+    }
+
+    // ---- models ----
+
+    pub(crate) async fn create_model(
+        &self,
+        name: &str,
+        spec_json: &str,
+        now: DateTime<Utc>,
+        event: &AuditEvent,
+    ) -> Result<ModelRow, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO models (name, spec_json, created_at) VALUES ($1, $2, $3) RETURNING id",
+        )
+        .bind(name)
+        .bind(spec_json)
+        .bind(micros(now))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!("a model named `{name}` already exists"))
+            } else {
+                e.into()
+            }
+        })?;
+        append_audit_in(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(ModelRow {
+            id,
+            name: name.to_owned(),
+            spec_json: spec_json.to_owned(),
+            created_at: time(micros(now))?,
+        })
+    }
+
+    pub(crate) async fn get_model(&self, name: &str) -> Result<Option<ModelRow>, StoreError> {
+        let row: Option<(i64, String, String, i64)> =
+            sqlx::query_as("SELECT id, name, spec_json, created_at FROM models WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(model_row).transpose()
+    }
+
+    pub(crate) async fn list_models(&self) -> Result<Vec<ModelRow>, StoreError> {
+        // COLLATE "C": byte order, the same order SQLite's default BINARY collation gives.
+        let rows: Vec<(i64, String, String, i64)> = sqlx::query_as(
+            "SELECT id, name, spec_json, created_at FROM models ORDER BY name COLLATE \"C\"",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(model_row).collect()
+    }
+
+    // ---- ingest ----
+
+    pub(crate) async fn existing_event_keys(
+        &self,
+        model_id: i64,
+        keys: &[EventKey],
+    ) -> Result<HashSet<EventKey>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        existing_keys_in(&mut conn, model_id, keys).await
+    }
+
+    pub(crate) async fn commit_ingest(
+        &self,
+        commits: &[IngestCommit],
+    ) -> Result<Vec<i64>, StoreError> {
+        // One transaction for every batch of the request (a request that spans midnight seals
+        // one batch per day partition): all of it is stored, or none.
+        let mut tx = self.pool.begin().await?;
+        let mut ids = Vec::with_capacity(commits.len());
+        for commit in commits {
+            ids.push(write_commit(&mut tx, commit).await?);
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    pub(crate) async fn batches(
+        &self,
+        model_id: i64,
+        range: Range<DateTime<Utc>>,
+    ) -> Result<Vec<StoredBatch>, StoreError> {
+        // A batch spans the closed interval [min_time, max_time]; the range is half-open.
+        let rows: Vec<(i64, i64, i64, i64, i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT id, partition, row_count, min_time, max_time, ciphertext FROM batches \
+             WHERE model_id = $1 AND min_time < $2 AND max_time >= $3 ORDER BY min_time, id",
+        )
+        .bind(model_id)
+        .bind(micros(range.end))
+        .bind(micros(range.start))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(stored_batch).collect()
+    }
+
+    // ---- profiles ----
+
+    pub(crate) async fn profile_deltas(
+        &self,
+        model_id: i64,
+        column: &str,
+        hours: Range<HourBucket>,
+    ) -> Result<Vec<StoredProfile>, StoreError> {
+        let rows: Vec<(i64, i64, i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT id, hour, partition, ciphertext FROM profile_deltas \
+             WHERE model_id = $1 AND column_name = $2 AND hour >= $3 AND hour < $4 \
+             ORDER BY hour, id",
+        )
+        .bind(model_id)
+        .bind(column)
+        .bind(hours.start.0)
+        .bind(hours.end.0)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(stored_profile).collect())
+    }
+
+    pub(crate) async fn compaction_candidates(
+        &self,
+        min_deltas: u32,
+        limit: u32,
+    ) -> Result<Vec<(i64, String, HourBucket)>, StoreError> {
+        let rows: Vec<(i64, String, i64)> = sqlx::query_as(
+            "SELECT model_id, column_name, hour FROM profile_deltas \
+             GROUP BY model_id, column_name, hour HAVING COUNT(*) >= $1 \
+             ORDER BY model_id, column_name COLLATE \"C\", hour LIMIT $2",
+        )
+        .bind(i64::from(min_deltas))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(model, column, hour)| (model, column, HourBucket(hour)))
+            .collect())
+    }
+
+    pub(crate) async fn replace_profiles(
+        &self,
+        model_id: i64,
+        column: &str,
+        hour: HourBucket,
+        replaced_ids: &[i64],
+        merged: &SealedBlob,
+    ) -> Result<(), StoreError> {
+        let ids: Vec<i64> = replaced_ids
+            .iter()
+            .copied()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut tx = self.pool.begin().await?;
+        let mut deleted: u64 = 0;
+        // A concurrent compactor deleting the same ids holds their row locks; this DELETE waits
+        // for it and then finds the rows gone, which is the conflict.
+        for chunk in ids.chunks(CHUNK) {
+            let done = sqlx::query(
+                "DELETE FROM profile_deltas \
+                 WHERE model_id = $1 AND column_name = $2 AND hour = $3 AND id = ANY($4)",
+            )
+            .bind(model_id)
+            .bind(column)
+            .bind(hour.0)
+            .bind(chunk)
+            .execute(&mut *tx)
+            .await?;
+            deleted = deleted.saturating_add(done.rows_affected());
+        }
+        if deleted != ids.len() as u64 {
+            tx.rollback().await?;
+            return Err(StoreError::Conflict(
+                "a profile delta to replace is already gone (compacted concurrently?)".into(),
+            ));
+        }
+        sqlx::query(
+            "INSERT INTO profile_deltas (model_id, column_name, hour, partition, ciphertext) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(model_id)
+        .bind(column)
+        .bind(hour.0)
+        .bind(merged.partition().0)
+        .bind(merged.ciphertext())
+        .execute(&mut *tx)
+        .await
+        .map_err(model_write_err)?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn volume(
+        &self,
+        model_id: i64,
+        hours: Range<HourBucket>,
+    ) -> Result<Vec<(HourBucket, u64)>, StoreError> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT hour, row_count FROM volume WHERE model_id = $1 AND hour >= $2 AND hour < $3 \
+             ORDER BY hour",
+        )
+        .bind(model_id)
+        .bind(hours.start.0)
+        .bind(hours.end.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(hour, n)| Ok((HourBucket(hour), count_out(n)?)))
+            .collect()
+    }
+
+    pub(crate) async fn event_count(&self, model_id: i64) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM event_index WHERE model_id = $1")
+            .bind(model_id)
+            .fetch_one(&self.pool)
+            .await?;
+        count_out(n)
+    }
+
+    // ---- labels ----
+
+    pub(crate) async fn upsert_labels(
+        &self,
+        model_id: i64,
+        labels: &[LabelRow],
+        now: DateTime<Utc>,
+    ) -> Result<LabelOutcome, StoreError> {
+        // A key repeated in one call keeps its last label, as if applied one by one; a
+        // multi-row upsert may not touch one row twice.
+        let latest: BTreeMap<EventKey, &LabelRow> =
+            labels.iter().map(|l| (l.event_key, l)).collect();
+        let latest: Vec<&LabelRow> = latest.into_values().collect();
+        let mut tx = self.pool.begin().await?;
+        for chunk in latest.chunks(CHUNK) {
+            let keys: Vec<Vec<u8>> = chunk.iter().map(|l| l.event_key.0.to_vec()).collect();
+            let partitions: Vec<i64> = chunk.iter().map(|l| l.sealed.partition().0).collect();
+            let blobs: Vec<Vec<u8>> = chunk
+                .iter()
+                .map(|l| l.sealed.ciphertext().to_vec())
+                .collect();
+            sqlx::query(
+                "INSERT INTO labels (model_id, event_key, partition, ciphertext, updated_at) \
+                 SELECT $1, k, p, b, $2 \
+                 FROM UNNEST($3::bytea[], $4::bigint[], $5::bytea[]) AS t (k, p, b) \
+                 ON CONFLICT (model_id, event_key) DO UPDATE SET \
+                 partition = EXCLUDED.partition, ciphertext = EXCLUDED.ciphertext, \
+                 updated_at = EXCLUDED.updated_at",
+            )
+            .bind(model_id)
+            .bind(micros(now))
+            .bind(keys)
+            .bind(partitions)
+            .bind(blobs)
+            .execute(&mut *tx)
+            .await
+            .map_err(model_write_err)?;
+        }
+        let keys: Vec<EventKey> = latest.iter().map(|l| l.event_key).collect();
+        let existing = existing_keys_in(&mut tx, model_id, &keys).await?;
+        tx.commit().await?;
+        Ok(crate::label_outcome(labels, &existing))
+    }
+
+    // ---- tokens ----
+
+    pub(crate) async fn create_token(
+        &self,
+        token: &NewToken,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO api_tokens (id, hash, display_prefix, description, scopes_json, \
+             created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(token.id.as_str())
+        .bind(&token.hash[..])
+        .bind(token.display_prefix.as_str())
+        .bind(token.description.as_str())
+        .bind(token.scopes_json.as_str())
+        .bind(token.created_by.as_str())
+        .bind(micros(token.created_at))
+        .bind(micros(token.expires_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict("a token with this id or secret already exists".into())
+            } else {
+                e.into()
+            }
+        })?;
+        append_audit_in(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn find_token_by_hash(
+        &self,
+        hash: &[u8; 32],
+    ) -> Result<Option<TokenRow>, StoreError> {
+        let row: Option<TokenTuple> = sqlx::query_as(
+            "SELECT id, display_prefix, description, scopes_json, created_by, created_at, \
+             expires_at, revoked_at, last_used_at FROM api_tokens WHERE hash = $1",
+        )
+        .bind(&hash[..])
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(token_row).transpose()
+    }
+
+    pub(crate) async fn list_tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
+        let rows: Vec<TokenTuple> = sqlx::query_as(
+            "SELECT id, display_prefix, description, scopes_json, created_by, created_at, \
+             expires_at, revoked_at, last_used_at FROM api_tokens \
+             ORDER BY created_at, id COLLATE \"C\"",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(token_row).collect()
+    }
+
+    pub(crate) async fn revoke_token(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        event: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+        )
+        .bind(micros(now))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            // Nothing changed, so there is nothing to audit here; the caller records the
+            // failed attempt if it wants to.
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        append_audit_in(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub(crate) async fn touch_token(&self, id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        // Never moves last_used_at backwards when touches from concurrent requests land out of
+        // order.
+        let done = sqlx::query(
+            "UPDATE api_tokens SET last_used_at = GREATEST(COALESCE(last_used_at, $1), $1) \
+             WHERE id = $2",
+        )
+        .bind(micros(now))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    // ---- audit ----
+
+    pub(crate) async fn append_audit(&self, event: &AuditEvent) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let seq = append_audit_in(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(seq)
+    }
+
+    pub(crate) async fn audit_entries(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        let rows: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(
+            "SELECT seq, record_json, hash FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after_seq)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(seq, record_json, hash)| {
+                Ok(AuditRow {
+                    seq,
+                    record_json,
+                    hash: hash32(&hash)?,
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn verify_audit_chain(&self) -> Result<u64, StoreError> {
+        let mut verifier = audit::ChainVerifier::new();
+        loop {
+            let rows: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(
+                "SELECT seq, record_json, hash FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
+            )
+            .bind(verifier.last_seq())
+            .bind(VERIFY_PAGE)
+            .fetch_all(&self.pool)
+            .await?;
+            if rows.is_empty() {
+                return Ok(verifier.checked());
+            }
+            for (seq, record, hash) in &rows {
+                verifier.check(*seq, record, hash)?;
+            }
+        }
+    }
+}
+
+/// Appends one audit entry inside the caller's transaction. The advisory lock is held until
+/// that transaction ends, so no other replica can read the same head and fork the chain.
+async fn append_audit_in(conn: &mut PgConnection, event: &AuditEvent) -> Result<i64, StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(AUDIT_APPEND_LOCK)
+        .execute(&mut *conn)
+        .await?;
+    let head: Option<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await?;
+    let (seq, record, hash) = audit::next_entry(head, event)?;
+    sqlx::query("INSERT INTO audit_log (seq, record_json, hash) VALUES ($1, $2, $3)")
+        .bind(seq)
+        .bind(record)
+        .bind(&hash[..])
+        .execute(&mut *conn)
+        .await?;
+    Ok(seq)
+}
+
+/// Writes one batch, its event index entries, profile deltas and volume inside the caller's
+/// transaction. A duplicate key returns [`StoreError::DuplicateEvent`]; the caller's
+/// transaction is then dropped, which rolls everything back.
+async fn write_commit(conn: &mut PgConnection, commit: &IngestCommit) -> Result<i64, StoreError> {
+    let batch = &commit.batch;
+    let model_id = batch.model_id();
+    let volume = crate::sum_volume(&commit.volume)?;
+    let batch_id: i64 = sqlx::query_scalar(
+        "INSERT INTO batches (model_id, partition, row_count, min_time, max_time, ciphertext) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+    )
+    .bind(model_id)
+    .bind(batch.partition().0)
+    .bind(i64::from(batch.row_count()))
+    .bind(micros(batch.min_time()))
+    .bind(micros(batch.max_time()))
+    .bind(batch.ciphertext())
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(model_write_err)?;
+
+    for chunk in commit.events.chunks(CHUNK) {
+        let keys: Vec<Vec<u8>> = chunk.iter().map(|(k, _)| k.0.to_vec()).collect();
+        let hours: Vec<i64> = chunk.iter().map(|(_, h)| h.0).collect();
+        // The primary key is the duplicate check, also against a concurrent replica's
+        // batch; returning here drops `tx`, which rolls the whole batch back.
+        sqlx::query(
+            "INSERT INTO event_index (model_id, event_key, hour, batch_id) \
+             SELECT $1, k, h, $2 FROM UNNEST($3::bytea[], $4::bigint[]) AS t (k, h)",
+        )
+        .bind(model_id)
+        .bind(batch_id)
+        .bind(keys)
+        .bind(hours)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::DuplicateEvent
+            } else {
+                e.into()
+            }
+        })?;
+    }
+
+    for chunk in commit.profiles.chunks(CHUNK) {
+        let columns: Vec<String> = chunk.iter().map(|p| p.column.clone()).collect();
+        let hours: Vec<i64> = chunk.iter().map(|p| p.hour.0).collect();
+        let partitions: Vec<i64> = chunk.iter().map(|p| p.sealed.partition().0).collect();
+        let blobs: Vec<Vec<u8>> = chunk
+            .iter()
+            .map(|p| p.sealed.ciphertext().to_vec())
+            .collect();
+        sqlx::query(
+            "INSERT INTO profile_deltas (model_id, column_name, hour, partition, ciphertext) \
+             SELECT $1, c, h, p, b \
+             FROM UNNEST($2::text[], $3::bigint[], $4::bigint[], $5::bytea[]) AS t (c, h, p, b)",
+        )
+        .bind(model_id)
+        .bind(columns)
+        .bind(hours)
+        .bind(partitions)
+        .bind(blobs)
+        .execute(&mut *conn)
+        .await?;
+    }
+
+    for chunk in volume.chunks(CHUNK) {
+        let hours: Vec<i64> = chunk.iter().map(|(h, _)| *h).collect();
+        let counts: Vec<i64> = chunk.iter().map(|(_, n)| *n).collect();
+        sqlx::query(
+            "INSERT INTO volume (model_id, hour, row_count) \
+             SELECT $1, h, n FROM UNNEST($2::bigint[], $3::bigint[]) AS t (h, n) \
+             ON CONFLICT (model_id, hour) \
+             DO UPDATE SET row_count = volume.row_count + EXCLUDED.row_count",
+        )
+        .bind(model_id)
+        .bind(hours)
+        .bind(counts)
+        .execute(&mut *conn)
+        .await?;
+    }
+
+    Ok(batch_id)
+}
+
+/// Which of `keys` are indexed for the model, asked in chunks of bound arrays.
+async fn existing_keys_in(
+    conn: &mut PgConnection,
+    model_id: i64,
+    keys: &[EventKey],
+) -> Result<HashSet<EventKey>, StoreError> {
+    let unique: Vec<EventKey> = keys
+        .iter()
+        .copied()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut found = HashSet::new();
+    for chunk in unique.chunks(CHUNK) {
+        let wanted: Vec<Vec<u8>> = chunk.iter().map(|k| k.0.to_vec()).collect();
+        let rows: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT event_key FROM event_index WHERE model_id = $1 AND event_key = ANY($2)",
+        )
+        .bind(model_id)
+        .bind(wanted)
+        .fetch_all(&mut *conn)
+        .await?;
+        for key in rows {
+            found.insert(EventKey(hash32(&key)?));
+        }
+    }
+    Ok(found)
+}

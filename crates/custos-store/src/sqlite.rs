@@ -1,0 +1,823 @@
+//! The SQLite backend: the embedded, zero-setup default.
+//!
+//! Owns the SQLite connection set-up and one SQLite statement per store operation. Must not be
+//! reachable from outside the crate (callers hold [`crate::Store`]) and must not decide policy:
+//! validation that is the same for both backends lives in `lib.rs`.
+//!
+//! SQLite allows one writer at a time. All writes go through a pool of exactly one connection,
+//! so the process never contends with itself for the write lock (no "database is locked" under
+//! load) and audit appends are serialised for free; write transactions start with
+//! `BEGIN IMMEDIATE` so that a second process on the same file waits on `busy_timeout` instead
+//! of failing when a read transaction tries to upgrade. Reads use a separate read-only pool and,
+//! thanks to WAL, never wait for the writer.
+
+use crate::convert::{
+    TokenTuple, count_out, hash32, micros, model_row, stored_batch, stored_profile, time,
+    token_row, wrapped,
+};
+use crate::error::is_unique_violation;
+use crate::types::{
+    AuditRow, IngestCommit, LabelOutcome, LabelRow, ModelRow, NewToken, StoredBatch, StoredProfile,
+    TokenRow,
+};
+use crate::{StoreError, audit};
+use chrono::{DateTime, Utc};
+use custos_core::{AuditEvent, EventKey, HourBucket, Partition};
+use custos_crypto::{SealedBlob, WrappedKey};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, Sqlite, Transaction};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::ops::Range;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// How long a statement waits for another process's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Concurrent readers. Small: the machine this targets is small, and SQLite reads are fast.
+const READER_CONNECTIONS: u32 = 4;
+/// Rows per multi-row statement, and keys per `IN (…)` list. Well under SQLite's limit of 32766
+/// bound parameters even at five parameters a row.
+const CHUNK: usize = 500;
+/// Audit entries read per page while verifying.
+const VERIFY_PAGE: i64 = 1_000;
+
+/// The two pools over one SQLite database.
+#[derive(Debug, Clone)]
+pub(crate) struct SqliteDb {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+type Tx = Transaction<'static, Sqlite>;
+
+/// `(?, ?, …), (?, ?, …)` for `rows` rows of `columns` placeholders. Only placeholders go into
+/// the SQL text; every value is bound.
+fn values_list(rows: usize, columns: usize) -> String {
+    let row = format!("({})", vec!["?"; columns].join(", "));
+    vec![row; rows].join(", ")
+}
+
+/// `?, ?, …` for an `IN (…)` list.
+fn in_list(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+/// Maps a failed write that references a model: a foreign-key failure means the model does not
+/// exist.
+fn model_write_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound,
+        _ => e.into(),
+    }
+}
+
+impl SqliteDb {
+    pub(crate) async fn open(url: &str) -> Result<Self, StoreError> {
+        let base = SqliteConnectOptions::from_str(url)
+            .map_err(|_| {
+                StoreError::UnsupportedUrl(format!(
+                    "{}: not a valid SQLite URL",
+                    crate::url::redact_url(url)
+                ))
+            })?
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true)
+            // FULL: a 2xx promises the batch is on disk, so every commit syncs the WAL.
+            .synchronous(SqliteSynchronous::Full);
+        let memory = crate::url::is_sqlite_memory(url);
+        let writer_options = if memory {
+            base.clone()
+        } else {
+            base.clone()
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+        };
+        // The one writer connection is kept open for the life of the pool: reopening costs, and
+        // an in-memory database would vanish with its last connection.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(writer_options)
+            .await?;
+        let reader = if memory {
+            // One in-memory database cannot be shared safely between pools; use the writer.
+            writer.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(READER_CONNECTIONS)
+                .connect_with(base.read_only(true))
+                .await?
+        };
+        Ok(Self { writer, reader })
+    }
+
+    pub(crate) async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
+    async fn write_tx(&self) -> Result<Tx, StoreError> {
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    // ---- meta ----
+
+    pub(crate) async fn get_meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.reader)
+            .await?)
+    }
+
+    pub(crate) async fn insert_meta_if_absent(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
+                .bind(key)
+                .bind(value)
+                .execute(&self.writer)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    // ---- secrets and data keys ----
+
+    pub(crate) async fn get_secret(&self, name: &str) -> Result<Option<WrappedKey>, StoreError> {
+        let row: Option<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT kek_version, wrapped FROM secrets WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.reader)
+                .await?;
+        row.map(wrapped).transpose()
+    }
+
+    pub(crate) async fn insert_secret_if_absent(
+        &self,
+        name: &str,
+        key: &WrappedKey,
+    ) -> Result<WrappedKey, StoreError> {
+        // Insert-or-keep and read back in one transaction on the single writer: the row read is
+        // whichever insert won.
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO secrets (name, kek_version, wrapped) VALUES (?, ?, ?) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(i64::from(key.kek_version))
+        .bind(&key.bytes[..])
+        .execute(&mut *tx)
+        .await?;
+        let row: (i64, Vec<u8>) =
+            sqlx::query_as("SELECT kek_version, wrapped FROM secrets WHERE name = ?")
+                .bind(name)
+                .fetch_one(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        wrapped(row)
+    }
+
+    pub(crate) async fn get_data_key(
+        &self,
+        model_id: i64,
+        partition: Partition,
+    ) -> Result<Option<WrappedKey>, StoreError> {
+        let row: Option<(i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT kek_version, wrapped FROM data_keys WHERE model_id = ? AND partition = ?",
+        )
+        .bind(model_id)
+        .bind(partition.0)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(wrapped).transpose()
+    }
+
+    pub(crate) async fn insert_data_key_if_absent(
+        &self,
+        model_id: i64,
+        partition: Partition,
+        key: &WrappedKey,
+        now: DateTime<Utc>,
+    ) -> Result<WrappedKey, StoreError> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO data_keys (model_id, partition, kek_version, wrapped, created_at) \
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT (model_id, partition) DO NOTHING",
+        )
+        .bind(model_id)
+        .bind(partition.0)
+        .bind(i64::from(key.kek_version))
+        .bind(&key.bytes[..])
+        .bind(micros(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(model_write_err)?;
+        let row: (i64, Vec<u8>) = sqlx::query_as(
+            "SELECT kek_version, wrapped FROM data_keys WHERE model_id = ? AND partition = ?",
+        )
+        .bind(model_id)
+        .bind(partition.0)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        wrapped(row)
+    }
+
+    // ---- models ----
+
+    pub(crate) async fn create_model(
+        &self,
+        name: &str,
+        spec_json: &str,
+        now: DateTime<Utc>,
+        event: &AuditEvent,
+    ) -> Result<ModelRow, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO models (name, spec_json, created_at) VALUES (?, ?, ?) RETURNING id",
+        )
+        .bind(name)
+        .bind(spec_json)
+        .bind(micros(now))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!("a model named `{name}` already exists"))
+            } else {
+                e.into()
+            }
+        })?;
+        append_audit_in(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(ModelRow {
+            id,
+            name: name.to_owned(),
+            spec_json: spec_json.to_owned(),
+            created_at: time(micros(now))?,
+        })
+    }
+
+    pub(crate) async fn get_model(&self, name: &str) -> Result<Option<ModelRow>, StoreError> {
+        let row: Option<(i64, String, String, i64)> =
+            sqlx::query_as("SELECT id, name, spec_json, created_at FROM models WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.reader)
+                .await?;
+        row.map(model_row).transpose()
+    }
+
+    pub(crate) async fn list_models(&self) -> Result<Vec<ModelRow>, StoreError> {
+        let rows: Vec<(i64, String, String, i64)> =
+            sqlx::query_as("SELECT id, name, spec_json, created_at FROM models ORDER BY name")
+                .fetch_all(&self.reader)
+                .await?;
+        rows.into_iter().map(model_row).collect()
+    }
+
+    // ---- ingest ----
+
+    pub(crate) async fn existing_event_keys(
+        &self,
+        model_id: i64,
+        keys: &[EventKey],
+    ) -> Result<HashSet<EventKey>, StoreError> {
+        let mut conn = self.reader.acquire().await?;
+        existing_keys_in(&mut conn, model_id, keys).await
+    }
+
+    pub(crate) async fn commit_ingest(
+        &self,
+        commits: &[IngestCommit],
+    ) -> Result<Vec<i64>, StoreError> {
+        // One transaction for every batch of the request (a request that spans midnight seals
+        // one batch per day partition): all of it is stored, or none.
+        let mut tx = self.write_tx().await?;
+        let mut ids = Vec::with_capacity(commits.len());
+        for commit in commits {
+            ids.push(write_commit(&mut tx, commit).await?);
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    pub(crate) async fn batches(
+        &self,
+        model_id: i64,
+        range: Range<DateTime<Utc>>,
+    ) -> Result<Vec<StoredBatch>, StoreError> {
+        // A batch spans the closed interval [min_time, max_time]; the range is half-open.
+        let rows: Vec<(i64, i64, i64, i64, i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT id, partition, row_count, min_time, max_time, ciphertext FROM batches \
+             WHERE model_id = ? AND min_time < ? AND max_time >= ? ORDER BY min_time, id",
+        )
+        .bind(model_id)
+        .bind(micros(range.end))
+        .bind(micros(range.start))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter().map(stored_batch).collect()
+    }
+
+    // ---- profiles ----
+
+    pub(crate) async fn profile_deltas(
+        &self,
+        model_id: i64,
+        column: &str,
+        hours: Range<HourBucket>,
+    ) -> Result<Vec<StoredProfile>, StoreError> {
+        let rows: Vec<(i64, i64, i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT id, hour, partition, ciphertext FROM profile_deltas \
+             WHERE model_id = ? AND column_name = ? AND hour >= ? AND hour < ? ORDER BY hour, id",
+        )
+        .bind(model_id)
+        .bind(column)
+        .bind(hours.start.0)
+        .bind(hours.end.0)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows.into_iter().map(stored_profile).collect())
+    }
+
+    pub(crate) async fn compaction_candidates(
+        &self,
+        min_deltas: u32,
+        limit: u32,
+    ) -> Result<Vec<(i64, String, HourBucket)>, StoreError> {
+        let rows: Vec<(i64, String, i64)> = sqlx::query_as(
+            "SELECT model_id, column_name, hour FROM profile_deltas \
+             GROUP BY model_id, column_name, hour HAVING COUNT(*) >= ? \
+             ORDER BY model_id, column_name, hour LIMIT ?",
+        )
+        .bind(i64::from(min_deltas))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(model, column, hour)| (model, column, HourBucket(hour)))
+            .collect())
+    }
+
+    pub(crate) async fn replace_profiles(
+        &self,
+        model_id: i64,
+        column: &str,
+        hour: HourBucket,
+        replaced_ids: &[i64],
+        merged: &SealedBlob,
+    ) -> Result<(), StoreError> {
+        let ids: Vec<i64> = replaced_ids
+            .iter()
+            .copied()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut tx = self.write_tx().await?;
+        let mut deleted: u64 = 0;
+        for chunk in ids.chunks(CHUNK) {
+            let sql = format!(
+                "DELETE FROM profile_deltas WHERE model_id = ? AND column_name = ? AND hour = ? \
+                 AND id IN ({})",
+                in_list(chunk.len())
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql))
+                .bind(model_id)
+                .bind(column)
+                .bind(hour.0);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            deleted = deleted.saturating_add(query.execute(&mut *tx).await?.rows_affected());
+        }
+        if deleted != ids.len() as u64 {
+            tx.rollback().await?;
+            return Err(StoreError::Conflict(
+                "a profile delta to replace is already gone (compacted concurrently?)".into(),
+            ));
+        }
+        sqlx::query(
+            "INSERT INTO profile_deltas (model_id, column_name, hour, partition, ciphertext) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(model_id)
+        .bind(column)
+        .bind(hour.0)
+        .bind(merged.partition().0)
+        .bind(merged.ciphertext())
+        .execute(&mut *tx)
+        .await
+        .map_err(model_write_err)?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn volume(
+        &self,
+        model_id: i64,
+        hours: Range<HourBucket>,
+    ) -> Result<Vec<(HourBucket, u64)>, StoreError> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT hour, row_count FROM volume WHERE model_id = ? AND hour >= ? AND hour < ? \
+             ORDER BY hour",
+        )
+        .bind(model_id)
+        .bind(hours.start.0)
+        .bind(hours.end.0)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter()
+            .map(|(hour, n)| Ok((HourBucket(hour), count_out(n)?)))
+            .collect()
+    }
+
+    pub(crate) async fn event_count(&self, model_id: i64) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM event_index WHERE model_id = ?")
+            .bind(model_id)
+            .fetch_one(&self.reader)
+            .await?;
+        count_out(n)
+    }
+
+    // ---- labels ----
+
+    pub(crate) async fn upsert_labels(
+        &self,
+        model_id: i64,
+        labels: &[LabelRow],
+        now: DateTime<Utc>,
+    ) -> Result<LabelOutcome, StoreError> {
+        // A key repeated in one call keeps its last label, as if applied one by one; a
+        // multi-row upsert may not touch one row twice.
+        let latest: BTreeMap<EventKey, &LabelRow> =
+            labels.iter().map(|l| (l.event_key, l)).collect();
+        let latest: Vec<&LabelRow> = latest.into_values().collect();
+        let mut tx = self.write_tx().await?;
+        for chunk in latest.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO labels (model_id, event_key, partition, ciphertext, updated_at) \
+                 VALUES {} ON CONFLICT (model_id, event_key) DO UPDATE SET \
+                 partition = excluded.partition, ciphertext = excluded.ciphertext, \
+                 updated_at = excluded.updated_at",
+                values_list(chunk.len(), 5)
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for label in chunk {
+                query = query
+                    .bind(model_id)
+                    .bind(&label.event_key.0[..])
+                    .bind(label.sealed.partition().0)
+                    .bind(label.sealed.ciphertext())
+                    .bind(micros(now));
+            }
+            query.execute(&mut *tx).await.map_err(model_write_err)?;
+        }
+        let keys: Vec<EventKey> = latest.iter().map(|l| l.event_key).collect();
+        let existing = existing_keys_in(&mut tx, model_id, &keys).await?;
+        tx.commit().await?;
+        Ok(crate::label_outcome(labels, &existing))
+    }
+
+    // ---- tokens ----
+
+    pub(crate) async fn create_token(
+        &self,
+        token: &NewToken,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO api_tokens (id, hash, display_prefix, description, scopes_json, \
+             created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(token.id.as_str())
+        .bind(&token.hash[..])
+        .bind(token.display_prefix.as_str())
+        .bind(token.description.as_str())
+        .bind(token.scopes_json.as_str())
+        .bind(token.created_by.as_str())
+        .bind(micros(token.created_at))
+        .bind(micros(token.expires_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict("a token with this id or secret already exists".into())
+            } else {
+                e.into()
+            }
+        })?;
+        append_audit_in(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn find_token_by_hash(
+        &self,
+        hash: &[u8; 32],
+    ) -> Result<Option<TokenRow>, StoreError> {
+        let row: Option<TokenTuple> = sqlx::query_as(
+            "SELECT id, display_prefix, description, scopes_json, created_by, created_at, \
+             expires_at, revoked_at, last_used_at FROM api_tokens WHERE hash = ?",
+        )
+        .bind(&hash[..])
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(token_row).transpose()
+    }
+
+    pub(crate) async fn list_tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
+        let rows: Vec<TokenTuple> = sqlx::query_as(
+            "SELECT id, display_prefix, description, scopes_json, created_by, created_at, \
+             expires_at, revoked_at, last_used_at FROM api_tokens ORDER BY created_at, id",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter().map(token_row).collect()
+    }
+
+    pub(crate) async fn revoke_token(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        event: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let done =
+            sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+                .bind(micros(now))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        if done.rows_affected() == 0 {
+            // Nothing changed, so there is nothing to audit here; the caller records the
+            // failed attempt if it wants to.
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        append_audit_in(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub(crate) async fn touch_token(&self, id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        // Never moves last_used_at backwards when touches from concurrent requests land out of
+        // order.
+        let done = sqlx::query(
+            "UPDATE api_tokens SET last_used_at = \
+             CASE WHEN last_used_at IS NULL OR last_used_at < ?1 THEN ?1 ELSE last_used_at END \
+             WHERE id = ?2",
+        )
+        .bind(micros(now))
+        .bind(id)
+        .execute(&self.writer)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    // ---- audit ----
+
+    pub(crate) async fn append_audit(&self, event: &AuditEvent) -> Result<i64, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let seq = append_audit_in(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(seq)
+    }
+
+    pub(crate) async fn audit_entries(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        let rows: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(
+            "SELECT seq, record_json, hash FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(after_seq)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter()
+            .map(|(seq, record_json, hash)| {
+                Ok(AuditRow {
+                    seq,
+                    record_json,
+                    hash: hash32(&hash)?,
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn verify_audit_chain(&self) -> Result<u64, StoreError> {
+        let mut verifier = audit::ChainVerifier::new();
+        loop {
+            let rows: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(
+                "SELECT seq, record_json, hash FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?",
+            )
+            .bind(verifier.last_seq())
+            .bind(VERIFY_PAGE)
+            .fetch_all(&self.reader)
+            .await?;
+            if rows.is_empty() {
+                return Ok(verifier.checked());
+            }
+            for (seq, record, hash) in &rows {
+                verifier.check(*seq, record, hash)?;
+            }
+        }
+    }
+}
+
+/// Appends one audit entry inside the caller's write transaction. The single writer connection
+/// means no other append can read the same head.
+async fn append_audit_in(
+    conn: &mut SqliteConnection,
+    event: &AuditEvent,
+) -> Result<i64, StoreError> {
+    let head: Option<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await?;
+    let (seq, record, hash) = audit::next_entry(head, event)?;
+    sqlx::query("INSERT INTO audit_log (seq, record_json, hash) VALUES (?, ?, ?)")
+        .bind(seq)
+        .bind(record)
+        .bind(&hash[..])
+        .execute(&mut *conn)
+        .await?;
+    Ok(seq)
+}
+
+/// Writes one batch, its event index entries, profile deltas and volume inside the caller's
+/// transaction. A duplicate key returns [`StoreError::DuplicateEvent`]; the caller's
+/// transaction is then dropped, which rolls everything back.
+async fn write_commit(
+    conn: &mut SqliteConnection,
+    commit: &IngestCommit,
+) -> Result<i64, StoreError> {
+    let batch = &commit.batch;
+    let model_id = batch.model_id();
+    let volume = crate::sum_volume(&commit.volume)?;
+    let batch_id: i64 = sqlx::query_scalar(
+        "INSERT INTO batches (model_id, partition, row_count, min_time, max_time, ciphertext) \
+         VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(model_id)
+    .bind(batch.partition().0)
+    .bind(i64::from(batch.row_count()))
+    .bind(micros(batch.min_time()))
+    .bind(micros(batch.max_time()))
+    .bind(batch.ciphertext())
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(model_write_err)?;
+
+    for chunk in commit.events.chunks(CHUNK) {
+        let sql = format!(
+            "INSERT INTO event_index (model_id, event_key, hour, batch_id) VALUES {}",
+            values_list(chunk.len(), 4)
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for (key, hour) in chunk {
+            query = query
+                .bind(model_id)
+                .bind(&key.0[..])
+                .bind(hour.0)
+                .bind(batch_id);
+        }
+        // The primary key is the duplicate check; returning here drops `tx`, which rolls
+        // the whole batch back.
+        query.execute(&mut *conn).await.map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::DuplicateEvent
+            } else {
+                e.into()
+            }
+        })?;
+    }
+
+    for chunk in commit.profiles.chunks(CHUNK) {
+        let sql = format!(
+            "INSERT INTO profile_deltas (model_id, column_name, hour, partition, ciphertext) \
+             VALUES {}",
+            values_list(chunk.len(), 5)
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for delta in chunk {
+            query = query
+                .bind(model_id)
+                .bind(delta.column.as_str())
+                .bind(delta.hour.0)
+                .bind(delta.sealed.partition().0)
+                .bind(delta.sealed.ciphertext());
+        }
+        query.execute(&mut *conn).await?;
+    }
+
+    for chunk in volume.chunks(CHUNK) {
+        let sql = format!(
+            "INSERT INTO volume (model_id, hour, row_count) VALUES {} \
+             ON CONFLICT (model_id, hour) DO UPDATE SET row_count = row_count + excluded.row_count",
+            values_list(chunk.len(), 3)
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for (hour, rows) in chunk {
+            query = query.bind(model_id).bind(*hour).bind(*rows);
+        }
+        query.execute(&mut *conn).await?;
+    }
+
+    Ok(batch_id)
+}
+
+/// Which of `keys` are indexed for the model, asked in chunks so no statement exceeds the bind
+/// limit.
+async fn existing_keys_in(
+    conn: &mut SqliteConnection,
+    model_id: i64,
+    keys: &[EventKey],
+) -> Result<HashSet<EventKey>, StoreError> {
+    let unique: Vec<EventKey> = keys
+        .iter()
+        .copied()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut found = HashSet::new();
+    for chunk in unique.chunks(CHUNK) {
+        let sql = format!(
+            "SELECT event_key FROM event_index WHERE model_id = ? AND event_key IN ({})",
+            in_list(chunk.len())
+        );
+        let mut query = sqlx::query_scalar::<_, Vec<u8>>(AssertSqlSafe(sql)).bind(model_id);
+        for key in chunk {
+            query = query.bind(&key.0[..]);
+        }
+        for key in query.fetch_all(&mut *conn).await? {
+            found.insert(EventKey(hash32(&key)?));
+        }
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn connections_are_configured_for_durability() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("c.db").display());
+        let db = SqliteDb::open(&url).await.unwrap();
+        // (pragma, its result column, pool) -> the value as text.
+        let pragma = |name: &'static str, column: &'static str, pool: &SqlitePool| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query_scalar::<_, String>(AssertSqlSafe(format!(
+                    "SELECT CAST({column} AS TEXT) FROM pragma_{name}"
+                )))
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+            }
+        };
+        let (w, r) = (&db.writer, &db.reader);
+        assert_eq!(pragma("journal_mode", "journal_mode", w).await, "wal");
+        // 2 = FULL.
+        assert_eq!(pragma("synchronous", "synchronous", w).await, "2");
+        assert_eq!(pragma("synchronous", "synchronous", r).await, "2");
+        assert_eq!(pragma("foreign_keys", "foreign_keys", w).await, "1");
+        assert_eq!(pragma("busy_timeout", "timeout", w).await, "5000");
+        assert_eq!(pragma("busy_timeout", "timeout", r).await, "5000");
+        // The reader pool cannot write, so no write can bypass the single writer.
+        let write = sqlx::query("CREATE TABLE t (x INTEGER)")
+            .execute(&db.reader)
+            .await;
+        assert!(write.is_err());
+        db.close().await;
+    }
+
+    #[test]
+    fn placeholder_lists() {
+        assert_eq!(values_list(2, 3), "(?, ?, ?), (?, ?, ?)");
+        assert_eq!(in_list(3), "?, ?, ?");
+    }
+}

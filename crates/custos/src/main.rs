@@ -1,0 +1,203 @@
+//! The one Custos binary. It reads the command line and the environment, builds the real clock,
+//! and hands everything else to `custos-server`'s composition root. Nothing here decides policy.
+
+mod demo;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use custos_core::SystemClock;
+use custos_server::App;
+use custos_server::config::{self, Config, LogFormat, Secret};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Custos: self-hosted, security-first ML monitoring.
+#[derive(Debug, Parser)]
+#[command(name = "custos", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Run the server with a demo model fed with synthetic, drifting traffic.
+    Demo(DemoArgs),
+    /// Configuration commands.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Data directory (embedded database, keys, bootstrap secret). Default ./custos-data.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on. Default 127.0.0.1:8750.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// TOML configuration file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// postgres://… to use PostgreSQL instead of the embedded store (prefer
+    /// CUSTOS_STORE__DATABASE_URL_FILE for URLs that hold a password).
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct DemoArgs {
+    /// Data directory. Default ./custos-data.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on. Default 127.0.0.1:8750.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Hours of history to generate before live traffic starts.
+    #[arg(long, default_value_t = 72)]
+    history_hours: u32,
+    /// Stop after generating history instead of feeding live traffic (for scripts).
+    #[arg(long)]
+    no_live: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Check a configuration file (with the current CUSTOS_* environment applied).
+    Check {
+        /// The TOML file.
+        file: PathBuf,
+    },
+}
+
+fn load_config(file: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    Ok(config::load(file, std::env::vars())?)
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+    tracing::info!("shutting down");
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = load_config(args.config.as_deref())?;
+    if let Some(dir) = args.data_dir {
+        config.server.data_dir = dir;
+    }
+    if let Some(listen) = args.listen {
+        config.server.listen = listen;
+    }
+    if let Some(url) = args.database_url {
+        config.store.database_url = Some(Secret::new(url));
+    }
+    init_logging(&config);
+    let listen = config.server.listen;
+    custos_server::check_listen_address(listen, config.server.allow_insecure_http)?;
+    let app = App::build(config, Arc::new(SystemClock)).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    announce(&app, listen);
+    app.serve(listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+fn announce(app: &App, listen: SocketAddr) {
+    let store = app.state.store.backend_name();
+    eprintln!("Custos is listening on http://{listen} ({store} store)");
+    eprintln!("  dashboard: http://{listen}/ui");
+    match &app.bootstrap_token_path {
+        Some(path) => eprintln!(
+            "  first start: sign in with the one-time secret in {} (cat it; it is not printed)",
+            path.display()
+        ),
+        None => {
+            eprintln!("  sign in with your token (the bootstrap secret was created on first start)")
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Demo(args) => {
+                let mut config = load_config(None)?;
+                if let Some(dir) = args.data_dir {
+                    config.server.data_dir = dir;
+                }
+                if let Some(listen) = args.listen {
+                    config.server.listen = listen;
+                }
+                init_logging(&config);
+                demo::run(config, args.history_hours, !args.no_live, shutdown_signal()).await
+            }
+            Command::Config {
+                command: ConfigCommand::Check { file },
+            } => {
+                let config = load_config(Some(&file))?;
+                println!(
+                    "{}: ok (listen {}, store {}, data dir {})",
+                    file.display(),
+                    config.server.listen,
+                    if config.store.database_url.is_some() {
+                        "postgres"
+                    } else {
+                        "sqlite"
+                    },
+                    config.server.data_dir.display()
+                );
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The one command that runs every Custos test on a fresh machine of this kind.
+# It installs what the tests need, starts the services they talk to, then runs:
+#   format check, clippy (all targets, warnings are errors), the whole test suite on SQLite and
+#   PostgreSQL, the benchmarks' compilation, and the browser test of the web UI in Chromium.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+need_apt=()
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v pg_dump >/dev/null 2>&1 || need_apt+=(postgresql-client)
+command -v pg_ctlcluster >/dev/null 2>&1 || need_apt+=(postgresql)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  log "installing Debian packages: ${need_apt[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+log "PostgreSQL on 127.0.0.1:5432"
+if ! pg_isready -h 127.0.0.1 -p 5432 -q; then
+  for version in $(ls /etc/postgresql 2>/dev/null); do
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  done
+  for _ in $(seq 100); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 0.1; done
+fi
+pg_isready -h 127.0.0.1 -p 5432
+export CUSTOS_TEST_POSTGRES_URL="${CUSTOS_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+
+log "browser test dependencies (npm playwright-core, driving Debian's Chromium)"
+( cd tests/browser && { [ -d node_modules/playwright-core ] || npm install --no-audit --no-fund --silent; } )
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy --all-targets -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "cargo test (SQLite and PostgreSQL)"
+cargo test --workspace --locked
+
+log "benchmarks compile"
+cargo bench --workspace --locked --no-run
+
+log "browser test: sign in to the demo with the one-time secret"
+cargo build --locked -p custos
+tests/browser/run.sh target/debug/custos
+
+log "all tests passed"
