@@ -24,7 +24,7 @@ pub use record::{
     EventKey, FieldValue, IngestLimits, LabelValue, MaskedRecord, MaskedValue, Pseudonymizer,
     RowError, ValidatedLabel, ValidatedRecord,
 };
-pub use record::{label_rows, mask, validate_label, validate_row};
+pub use record::{mask, validate_label, validate_row};
 pub use schema::{
     Column, ColumnRole, FeatureSpec, FeatureType, Masking, ModelSchema, ModelSpec, PredictionSpec,
     PredictionType, ProfileKind, SchemaError, UnknownFieldPolicy,

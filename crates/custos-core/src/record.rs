@@ -571,14 +571,6 @@ fn check_label(
     }
 }
 
-/// Parses a label-batch item list helper used by callers that accept either one object or an array.
-pub fn label_rows(body: Value) -> Vec<Value> {
-    match body {
-        Value::Array(rows) => rows,
-        single => vec![single],
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -107,3 +107,70 @@ pub fn requirement(method: &Method, route: &str) -> Option<Requirement> {
         .find(|(m, r, _)| *m == method && *r == route)
         .map(|(_, _, req)| *req)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// The (method, route) pairs the router registers, read from its declaration: every
+    /// `.route("PATH", get(..).post(..))` in `lib.rs`. Reading the source is deliberate — axum
+    /// cannot list its routes — and the test below fails in both directions, so a route added
+    /// without a policy entry (or an entry left behind) cannot go unnoticed.
+    fn declared_routes() -> BTreeSet<(String, String)> {
+        let source = include_str!("lib.rs");
+        let mut routes = BTreeSet::new();
+        for chunk in source.split(".route(").skip(1) {
+            let Some(rest) = chunk.trim_start().strip_prefix('"') else {
+                continue;
+            };
+            let Some((path, handlers)) = rest.split_once('"') else {
+                continue;
+            };
+            let handlers = handlers.split(")\n").next().unwrap_or(handlers);
+            let handlers: String = handlers.split_whitespace().collect();
+            for (token, method) in [
+                ("get(", "GET"),
+                ("post(", "POST"),
+                ("delete(", "DELETE"),
+                ("put(", "PUT"),
+                ("patch(", "PATCH"),
+            ] {
+                let mut search = handlers.as_str();
+                while let Some(i) = search.find(token) {
+                    let before = search[..i].chars().last();
+                    if before.is_none_or(|c| c == ',' || c == '.' || c == ':') {
+                        routes.insert((method.to_owned(), path.to_owned()));
+                    }
+                    search = &search[i + token.len()..];
+                }
+            }
+        }
+        routes
+    }
+
+    #[test]
+    fn every_declared_route_has_exactly_one_policy_entry() {
+        let declared = declared_routes();
+        assert!(declared.len() >= 20, "parsed too few routes: {declared:?}");
+        let table: BTreeSet<(String, String)> = POLICY
+            .iter()
+            .map(|(m, r, _)| ((*m).to_owned(), (*r).to_owned()))
+            .collect();
+        assert_eq!(table.len(), POLICY.len(), "duplicate policy entries");
+        let missing: Vec<_> = declared.difference(&table).collect();
+        assert!(missing.is_empty(), "routes without a policy entry: {missing:?}");
+        let stale: Vec<_> = table.difference(&declared).collect();
+        assert!(stale.is_empty(), "policy entries without a route: {stale:?}");
+    }
+
+    #[test]
+    fn head_is_guarded_like_get_and_unknown_routes_are_not_allowed() {
+        assert_eq!(
+            requirement(&Method::HEAD, "/api/v1/models"),
+            requirement(&Method::GET, "/api/v1/models")
+        );
+        assert_eq!(requirement(&Method::GET, "/api/v1/secret-admin"), None);
+        assert_eq!(requirement(&Method::PUT, "/api/v1/models"), None);
+    }
+}

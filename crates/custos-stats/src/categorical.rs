@@ -56,7 +56,8 @@ struct Sketched {
 
 impl Sketched {
     /// `None` only if datasketches rejects the constant configuration, which a unit test rules
-    /// out; callers then keep exact counts rather than panic (correct, just larger).
+    /// out. Callers then keep exact counts rather than panic: still correct in memory, though
+    /// such a profile would fail to decode after encoding (more than `EXACT_LIMIT` entries).
     fn from_exact(map: &BTreeMap<String, u64>) -> Option<Self> {
         let items = FrequentItemsSketch::new(SKETCH_MAP_SIZE).ok()?;
         let mut sketched = Self {

@@ -16,6 +16,15 @@
 //!   in sketch mode, the mass not attributed to a listed category on a side becomes the
 //!   [`OTHER_LABEL`] bin. A category tracked on one side but purged on the other shows up with
 //!   share 0 there; that error is bounded by the frequent-items error (≤ 0.34 % of the total).
+//! * **Rare categories are pooled**: a category whose share is below [`MIN_CATEGORY_SHARE`] on
+//!   both sides, or beyond the [`MAX_CATEGORY_BINS`] largest, joins the [`OTHER_LABEL`] bin.
+//!   With thousands of rare values (ids, pseudonymized e-mails) per-category shares are mostly
+//!   sampling noise, and comparing them one by one flags identical distributions as drifted. A
+//!   shift of mass into or out of rare values still shows, as a change of the pooled bin. When
+//!   both profiles are exact, pooled categories that the reference never saw form their own
+//!   [`NEW_LABEL`] bin, so mass moving onto new rare values is seen too. In sketch mode (more
+//!   than 1,000 distinct values) rare values are not known one by one: a move of mass between
+//!   rare values is invisible here and is left to distinct-count and unseen-category checks.
 //! * **PSI** = Σ (c − r) · ln(c / r), where a zero share is replaced by [`PSI_EPSILON`] = 1e-4
 //!   (Evidently's convention; shares are not renormalized afterwards).
 //! * **Jensen–Shannon distance** = sqrt(JS divergence) with log base 2, so it lies in [0, 1]; this
@@ -47,6 +56,13 @@ pub const DEFAULT_JS_THRESHOLD: f64 = 0.1;
 pub const DEFAULT_DRIFT_SHARE: f64 = 0.5;
 /// Label of the categorical bin holding mass not attributed to a listed category.
 pub const OTHER_LABEL: &str = "(other)";
+/// Label of the pooled bin of rare categories absent from the reference (exact profiles only).
+pub const NEW_LABEL: &str = "(new)";
+
+/// Categories below this share on both sides are pooled into [`OTHER_LABEL`].
+pub const MIN_CATEGORY_SHARE: f64 = 0.005;
+/// Most categories compared one by one; the rest are pooled into [`OTHER_LABEL`].
+pub const MAX_CATEGORY_BINS: usize = 50;
 
 const BIN_QUANTILES: [f64; 9] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
 
@@ -341,21 +357,50 @@ fn categorical_bins(
             current_share: c as f64 / c_den,
         })
         .collect();
+    // Largest categories first (by the larger of the two shares), then pool the rare tail.
+    bins.sort_by(|a, b| {
+        b.reference_share
+            .max(b.current_share)
+            .total_cmp(&a.reference_share.max(a.current_share))
+            .then_with(|| a.label.cmp(&b.label))
+    });
+    let kept = bins
+        .iter()
+        .take(MAX_CATEGORY_BINS)
+        .take_while(|b| b.reference_share.max(b.current_share) >= MIN_CATEGORY_SHARE)
+        .count();
+    let pooled = bins.split_off(kept);
+    let exact = reference.is_exact() && current.is_exact();
+    let (mut r_other, mut c_other, mut c_new) = (0.0, 0.0, 0.0);
+    for b in &pooled {
+        if exact && b.reference_share == 0.0 {
+            c_new += b.current_share;
+        } else {
+            r_other += b.reference_share;
+            c_other += b.current_share;
+        }
+    }
+    // Mass a sketch could not attribute to any listed category also belongs to the pool.
+    r_other += r_total.saturating_sub(r_known) as f64 / r_den;
+    c_other += c_total.saturating_sub(c_known) as f64 / c_den;
     bins.sort_by(|a, b| {
         b.reference_share
             .total_cmp(&a.reference_share)
             .then_with(|| b.current_share.total_cmp(&a.current_share))
             .then_with(|| a.label.cmp(&b.label))
     });
-    let (r_other, c_other) = (
-        r_total.saturating_sub(r_known),
-        c_total.saturating_sub(c_known),
-    );
-    if !(reference.is_exact() && current.is_exact()) && (r_other > 0 || c_other > 0) {
+    if r_other > 0.0 || c_other > 0.0 {
         bins.push(BinComparison {
             label: OTHER_LABEL.to_owned(),
-            reference_share: r_other as f64 / r_den,
-            current_share: c_other as f64 / c_den,
+            reference_share: r_other,
+            current_share: c_other,
+        });
+    }
+    if c_new > 0.0 {
+        bins.push(BinComparison {
+            label: NEW_LABEL.to_owned(),
+            reference_share: 0.0,
+            current_share: c_new,
         });
     }
     Ok(Binned {

@@ -22,8 +22,8 @@ mod profile;
 pub use categorical::{CategoricalProfile, EXACT_LIMIT, SKETCH_MAP_SIZE};
 pub use drift::{
     BinComparison, DEFAULT_DRIFT_SHARE, DEFAULT_JS_THRESHOLD, DEFAULT_PSI_THRESHOLD, DatasetDrift,
-    DriftMethod, DriftThresholds, FeatureDrift, OTHER_LABEL, PSI_EPSILON, compare, dataset_drift,
-    jensen_shannon_distance, psi,
+    DriftMethod, DriftThresholds, FeatureDrift, MAX_CATEGORY_BINS, MIN_CATEGORY_SHARE, NEW_LABEL,
+    OTHER_LABEL, PSI_EPSILON, compare, dataset_drift, jensen_shannon_distance, psi,
 };
 pub use error::StatsError;
 pub use numeric::{KLL_K, NumericProfile};

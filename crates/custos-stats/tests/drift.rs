@@ -346,3 +346,60 @@ fn drift_serializes_to_json() {
     assert_eq!(t.psi, 0.3);
     assert_eq!(t.jensen_shannon, 0.1);
 }
+
+/// Many rare categories drawn from the same distribution must not look drifted; moving half
+/// the mass onto new rare values must (exact profiles), and in sketch mode (more than 1,000
+/// distinct values) identical distributions must stay quiet too.
+#[test]
+fn many_rare_categories_do_not_raise_false_alarms() {
+    use custos_stats::{CategoricalProfile, DriftThresholds, FeatureProfile, compare};
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let t = DriftThresholds::default();
+    for (distinct, exact) in [(400u64, true), (5_000, false)] {
+        let mut reference = CategoricalProfile::new();
+        let mut same = CategoricalProfile::new();
+        let mut shifted = CategoricalProfile::new();
+        for i in 0..10_000 {
+            reference.observe(&format!("id{}", next() % distinct));
+            same.observe(&format!("id{}", next() % distinct));
+            if i % 2 == 0 {
+                shifted.observe(&format!("id{}", next() % distinct));
+            } else {
+                shifted.observe(&format!("new{}", next() % distinct));
+            }
+        }
+        assert_eq!(reference.is_exact(), exact);
+        let r = FeatureProfile::Categorical(reference);
+        let quiet = compare(&r, &FeatureProfile::Categorical(same), &t).unwrap();
+        assert!(
+            !quiet.drifted,
+            "{distinct}: identical distributions, js {}",
+            quiet.jensen_shannon
+        );
+        assert!(
+            quiet.jensen_shannon < 0.02,
+            "{distinct}: js {}",
+            quiet.jensen_shannon
+        );
+        if exact {
+            let moved = compare(&r, &FeatureProfile::Categorical(shifted), &t).unwrap();
+            assert!(
+                moved.drifted,
+                "half the mass on new values: js {}",
+                moved.jensen_shannon
+            );
+            assert!(
+                moved
+                    .bins
+                    .iter()
+                    .any(|b| b.label == custos_stats::NEW_LABEL)
+            );
+        }
+    }
+}
