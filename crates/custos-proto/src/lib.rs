@@ -96,17 +96,17 @@ pub struct ModelList {
 pub struct IngestResponse {
     /// Rows written by this request.
     pub accepted: usize,
-    /// Rows skipped because their event id was already ingested (safe client retries).
+    /// Rows skipped because the same event (event id and event time) was already ingested, so
+    /// a client may safely retry a batch whose answer it never saw.
     pub duplicates: usize,
 }
 
-/// The answer to an accepted label batch.
+/// The answer to an accepted label batch. Labels may arrive before or after their predictions;
+/// they are joined by event id when performance metrics are computed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct LabelResponse {
     /// Labels stored (new or replacing an earlier label of the same event).
     pub stored: u64,
-    /// Of those, how many belong to an event already ingested; the rest join when it arrives.
-    pub matched: u64,
 }
 
 /// One permission of a token: an action on a model (or on all models, `*`).

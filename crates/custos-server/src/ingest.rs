@@ -278,10 +278,13 @@ async fn commit_new_records(
     model: &Arc<ModelEntry>,
     records: &[MaskedRecord],
 ) -> Result<usize, CommitError> {
-    let keys: Vec<EventKey> = records.iter().filter_map(MaskedRecord::event_key).collect();
+    let events: Vec<(EventKey, chrono::DateTime<chrono::Utc>)> = records
+        .iter()
+        .filter_map(|r| r.event_key().map(|k| (k, r.timestamp())))
+        .collect();
     let existing = state
         .store
-        .existing_event_keys(model.id, &keys)
+        .existing_event_keys(model.id, &events)
         .await
         .map_err(ApiError::from)?;
     let fresh: Vec<MaskedRecord> = records
@@ -353,7 +356,7 @@ fn build_commit(
         let hour = HourBucket::of(record.timestamp());
         *volume.entry(hour).or_default() += 1;
         if let Some(key) = record.event_key() {
-            events.push((key, hour));
+            events.push((key, record.timestamp()));
         }
     }
     let batch = seal_batch(data_key, model.id, partition, records).map_err(ApiError::internal)?;
@@ -433,7 +436,6 @@ pub async fn ingest_labels(
         .await?;
     Ok(LabelResponse {
         stored: outcome.stored,
-        matched: outcome.matched,
     })
 }
 

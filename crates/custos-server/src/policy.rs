@@ -159,9 +159,15 @@ mod tests {
             .collect();
         assert_eq!(table.len(), POLICY.len(), "duplicate policy entries");
         let missing: Vec<_> = declared.difference(&table).collect();
-        assert!(missing.is_empty(), "routes without a policy entry: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "routes without a policy entry: {missing:?}"
+        );
         let stale: Vec<_> = table.difference(&declared).collect();
-        assert!(stale.is_empty(), "policy entries without a route: {stale:?}");
+        assert!(
+            stale.is_empty(),
+            "policy entries without a route: {stale:?}"
+        );
     }
 
     #[test]

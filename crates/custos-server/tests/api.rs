@@ -319,7 +319,7 @@ async fn duplicates_are_skipped_and_labels_join_later() {
         )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
-    assert_eq!(r.body, json!({"stored": 3, "matched": 2}));
+    assert_eq!(r.body, json!({"stored": 3}));
     let r = s
         .post_json(
             "/api/v1/models/fraud-v3/labels",
@@ -453,7 +453,14 @@ async fn profiles_and_drift_come_from_stored_sketches() {
             assert_eq!(b["reference_count"], a["reference_count"]);
             assert_eq!(b["drifted"], a["drifted"]);
             let (pb, pa) = (b["psi"].as_f64().unwrap(), a["psi"].as_f64().unwrap());
-            assert!((pb - pa).abs() < 0.05, "{}: psi {pb} vs {pa}", b["feature"]);
+            // KLL compaction is randomized: merging in another order moves quantiles within
+            // the sketch's rank error, so compare with a tolerance relative to the value.
+            let tolerance = 0.05 + 0.03 * pb.max(pa);
+            assert!(
+                (pb - pa).abs() < tolerance,
+                "{}: psi {pb} vs {pa}",
+                b["feature"]
+            );
         }
         s.stop().await;
     }

@@ -182,16 +182,18 @@ impl Store {
 
     // ---- ingest ----
 
-    /// Which of `keys` are already ingested for the model (asked in chunks of at most 500).
+    /// Which of `events` (event key and event time) are already ingested for the model, asked
+    /// in chunks of at most 500. An event is identified by both: a retried row repeats its
+    /// time, and keying the index by time first keeps ingestion's writes local.
     pub async fn existing_event_keys(
         &self,
         model_id: i64,
-        keys: &[EventKey],
+        events: &[(EventKey, DateTime<Utc>)],
     ) -> Result<HashSet<EventKey>, StoreError> {
-        if keys.is_empty() {
+        if events.is_empty() {
             return Ok(HashSet::new());
         }
-        dispatch!(self, db => db.existing_event_keys(model_id, keys))
+        dispatch!(self, db => db.existing_event_keys(model_id, events))
     }
 
     /// Writes sealed batches, their event index entries, profile deltas and volume counts in
@@ -294,8 +296,8 @@ impl Store {
     // ---- labels ----
 
     /// Stores labels by (model, event key), replacing earlier labels of the same events.
-    /// `stored` counts input labels; `matched` counts input labels whose event is already
-    /// ingested (labels may arrive before their events). Labels sealed for another model are
+    /// `stored` counts input labels. Labels may arrive before their events; they are joined to
+    /// predictions when metrics are computed. Labels sealed for another model are
     /// [`StoreError::Conflict`].
     pub async fn upsert_labels(
         &self,
@@ -394,15 +396,10 @@ fn sum_volume(volume: &[(HourBucket, u64)]) -> Result<Vec<(i64, i64)>, StoreErro
     Ok(per_hour.into_iter().collect())
 }
 
-/// Counts for [`Store::upsert_labels`] given which keys are ingested.
-fn label_outcome(labels: &[LabelRow], ingested: &HashSet<EventKey>) -> LabelOutcome {
-    let matched = labels
-        .iter()
-        .filter(|l| ingested.contains(&l.event_key))
-        .count();
+/// Counts for [`Store::upsert_labels`].
+fn label_outcome(labels: &[LabelRow]) -> LabelOutcome {
     LabelOutcome {
         stored: labels.len() as u64,
-        matched: matched as u64,
     }
 }
 

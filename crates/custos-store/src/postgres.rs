@@ -240,10 +240,10 @@ impl PgDb {
     pub(crate) async fn existing_event_keys(
         &self,
         model_id: i64,
-        keys: &[EventKey],
+        events: &[(EventKey, DateTime<Utc>)],
     ) -> Result<HashSet<EventKey>, StoreError> {
         let mut conn = self.pool.acquire().await?;
-        existing_keys_in(&mut conn, model_id, keys).await
+        existing_keys_in(&mut conn, model_id, events).await
     }
 
     pub(crate) async fn commit_ingest(
@@ -439,10 +439,8 @@ impl PgDb {
             .await
             .map_err(model_write_err)?;
         }
-        let keys: Vec<EventKey> = latest.iter().map(|l| l.event_key).collect();
-        let existing = existing_keys_in(&mut tx, model_id, &keys).await?;
         tx.commit().await?;
-        Ok(crate::label_outcome(labels, &existing))
+        Ok(crate::label_outcome(labels))
     }
 
     // ---- tokens ----
@@ -642,17 +640,17 @@ async fn write_commit(conn: &mut PgConnection, commit: &IngestCommit) -> Result<
 
     for chunk in commit.events.chunks(CHUNK) {
         let keys: Vec<Vec<u8>> = chunk.iter().map(|(k, _)| k.0.to_vec()).collect();
-        let hours: Vec<i64> = chunk.iter().map(|(_, h)| h.0).collect();
+        let times: Vec<i64> = chunk.iter().map(|(_, t)| micros(*t)).collect();
         // The primary key is the duplicate check, also against a concurrent replica's
         // batch; returning here drops `tx`, which rolls the whole batch back.
         sqlx::query(
-            "INSERT INTO event_index (model_id, event_key, hour, batch_id) \
-             SELECT $1, k, h, $2 FROM UNNEST($3::bytea[], $4::bigint[]) AS t (k, h)",
+            "INSERT INTO event_index (model_id, event_time, event_key, batch_id) \
+             SELECT $1, t, k, $2 FROM UNNEST($3::bigint[], $4::bytea[]) AS e (t, k)",
         )
         .bind(model_id)
         .bind(batch_id)
+        .bind(times)
         .bind(keys)
-        .bind(hours)
         .execute(&mut *conn)
         .await
         .map_err(|e| {
@@ -709,22 +707,26 @@ async fn write_commit(conn: &mut PgConnection, commit: &IngestCommit) -> Result<
 async fn existing_keys_in(
     conn: &mut PgConnection,
     model_id: i64,
-    keys: &[EventKey],
+    events: &[(EventKey, DateTime<Utc>)],
 ) -> Result<HashSet<EventKey>, StoreError> {
-    let unique: Vec<EventKey> = keys
+    let unique: Vec<(i64, EventKey)> = events
         .iter()
-        .copied()
+        .map(|(key, time)| (micros(*time), *key))
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
     let mut found = HashSet::new();
     for chunk in unique.chunks(CHUNK) {
-        let wanted: Vec<Vec<u8>> = chunk.iter().map(|k| k.0.to_vec()).collect();
+        let times: Vec<i64> = chunk.iter().map(|(t, _)| *t).collect();
+        let keys: Vec<Vec<u8>> = chunk.iter().map(|(_, k)| k.0.to_vec()).collect();
         let rows: Vec<Vec<u8>> = sqlx::query_scalar(
-            "SELECT event_key FROM event_index WHERE model_id = $1 AND event_key = ANY($2)",
+            "SELECT e.event_key FROM UNNEST($2::bigint[], $3::bytea[]) AS asked (t, k) \
+             JOIN event_index e ON e.model_id = $1 AND e.event_time = asked.t \
+             AND e.event_key = asked.k",
         )
         .bind(model_id)
-        .bind(wanted)
+        .bind(times)
+        .bind(keys)
         .fetch_all(&mut *conn)
         .await?;
         for key in rows {

@@ -295,10 +295,10 @@ impl SqliteDb {
     pub(crate) async fn existing_event_keys(
         &self,
         model_id: i64,
-        keys: &[EventKey],
+        events: &[(EventKey, DateTime<Utc>)],
     ) -> Result<HashSet<EventKey>, StoreError> {
         let mut conn = self.reader.acquire().await?;
-        existing_keys_in(&mut conn, model_id, keys).await
+        existing_keys_in(&mut conn, model_id, events).await
     }
 
     pub(crate) async fn commit_ingest(
@@ -488,10 +488,8 @@ impl SqliteDb {
             }
             query.execute(&mut *tx).await.map_err(model_write_err)?;
         }
-        let keys: Vec<EventKey> = latest.iter().map(|l| l.event_key).collect();
-        let existing = existing_keys_in(&mut tx, model_id, &keys).await?;
         tx.commit().await?;
-        Ok(crate::label_outcome(labels, &existing))
+        Ok(crate::label_outcome(labels))
     }
 
     // ---- tokens ----
@@ -692,15 +690,15 @@ async fn write_commit(
 
     for chunk in commit.events.chunks(CHUNK) {
         let sql = format!(
-            "INSERT INTO event_index (model_id, event_key, hour, batch_id) VALUES {}",
+            "INSERT INTO event_index (model_id, event_time, event_key, batch_id) VALUES {}",
             values_list(chunk.len(), 4)
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
-        for (key, hour) in chunk {
+        for (key, time) in chunk {
             query = query
                 .bind(model_id)
+                .bind(micros(*time))
                 .bind(&key.0[..])
-                .bind(hour.0)
                 .bind(batch_id);
         }
         // The primary key is the duplicate check; returning here drops `tx`, which rolls
@@ -753,24 +751,29 @@ async fn write_commit(
 async fn existing_keys_in(
     conn: &mut SqliteConnection,
     model_id: i64,
-    keys: &[EventKey],
+    events: &[(EventKey, DateTime<Utc>)],
 ) -> Result<HashSet<EventKey>, StoreError> {
-    let unique: Vec<EventKey> = keys
+    let unique: Vec<(i64, EventKey)> = events
         .iter()
-        .copied()
+        .map(|(key, time)| (micros(*time), *key))
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
     let mut found = HashSet::new();
     for chunk in unique.chunks(CHUNK) {
+        // A join against the asked pairs, driven from the VALUES list (CROSS JOIN fixes the
+        // order): one primary-key lookup per pair. A row-value IN list would not use the key.
         let sql = format!(
-            "SELECT event_key FROM event_index WHERE model_id = ? AND event_key IN ({})",
-            in_list(chunk.len())
+            "WITH asked (t, k) AS (VALUES {}) SELECT e.event_key FROM asked \
+             CROSS JOIN event_index e ON e.model_id = ? AND e.event_time = asked.t \
+             AND e.event_key = asked.k",
+            values_list(chunk.len(), 2)
         );
-        let mut query = sqlx::query_scalar::<_, Vec<u8>>(AssertSqlSafe(sql)).bind(model_id);
-        for key in chunk {
-            query = query.bind(&key.0[..]);
+        let mut query = sqlx::query_scalar::<_, Vec<u8>>(AssertSqlSafe(sql));
+        for (time, key) in chunk {
+            query = query.bind(*time).bind(&key.0[..]);
         }
+        query = query.bind(model_id);
         for key in query.fetch_all(&mut *conn).await? {
             found.insert(EventKey(hash32(&key)?));
         }

@@ -27,8 +27,8 @@ pub struct ModelRow {
 pub struct IngestCommit {
     /// The sealed rows.
     pub batch: SealedBatch,
-    /// The keyed index key and event hour of every row in the batch.
-    pub events: Vec<(EventKey, HourBucket)>,
+    /// The keyed index key and event time of every row in the batch.
+    pub events: Vec<(EventKey, DateTime<Utc>)>,
     /// Sealed profile deltas computed from the batch.
     pub profiles: Vec<ProfileDelta>,
     /// Rows per event hour (several entries for one hour are summed).
@@ -97,8 +97,6 @@ pub struct LabelRow {
 pub struct LabelOutcome {
     /// Labels written (one per input label; a repeated key overwrites the earlier one).
     pub stored: u64,
-    /// Input labels whose event is already ingested.
-    pub matched: u64,
 }
 
 /// A new API token. The secret itself is never stored, only its keyed hash.

