@@ -31,6 +31,15 @@ export CUSTOS_TEST_POSTGRES_URL="${CUSTOS_TEST_POSTGRES_URL:-postgres://postgres
 log "browser test dependencies (npm playwright-core, driving Debian's Chromium)"
 ( cd tests/browser && { [ -d node_modules/playwright-core ] || npm install --no-audit --no-fund --silent; } )
 
+log "supply chain: cargo deny (advisories from the offline RustSec snapshot, licences, bans)"
+command -v cargo-deny >/dev/null 2>&1 || cargo install cargo-deny --locked --quiet
+snapshot="${CUSTOS_ADVISORY_DB:-../shared/advisory-db}"
+db=target/advisory-dbs/advisory-db-3157b0e258782691
+rm -rf "$db" && mkdir -p "$(dirname "$db")" && cp -r "$snapshot" "$db" && chmod -R u+w "$db"
+git -C "$db" init -q && git -C "$db" add -A \
+  && git -C "$db" -c user.email=ci@localhost -c user.name=ci commit -qm snapshot
+cargo deny --offline check advisories bans licenses sources
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -40,6 +40,20 @@ pub fn prepare_data_dir(dir: &Path) -> Result<(), StartError> {
     Ok(())
 }
 
+/// Makes the embedded database files readable by the owner only. SQLite creates them with the
+/// process umask, and gives its `-wal` and `-shm` files the database file's mode; the data
+/// directory is already 0700, this is the second lock.
+pub fn restrict_database_files(data_dir: &Path) -> Result<(), StartError> {
+    for name in ["custos.db", "custos.db-wal", "custos.db-shm"] {
+        let path = data_dir.join(name);
+        if path.exists() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| StartError::Io(format!("cannot restrict {}: {e}", path.display())))?;
+        }
+    }
+    Ok(())
+}
+
 /// Writes the bootstrap secret on first start. Returns the file's path when it was created now.
 pub async fn ensure_bootstrap_secret(
     store: &Store,

@@ -162,6 +162,9 @@ impl App {
         bootstrap::prepare_data_dir(&config.server.data_dir)?;
         let store = Store::open(&database_url(&config)?).await?;
         store.migrate().await?;
+        if config.store.database_url.is_none() {
+            bootstrap::restrict_database_files(&config.server.data_dir)?;
+        }
         let ring = keys::load_kek_ring(&config)?;
         let key_service = keys::KeyService::open(ring, store.clone(), Arc::clone(&clock)).await?;
         let bootstrap_token_path =

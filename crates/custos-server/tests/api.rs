@@ -549,6 +549,13 @@ async fn restart_keeps_data_and_tokens_and_does_not_recreate_the_bootstrap_secre
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+        if backend == Backend::Sqlite {
+            for name in ["custos.db", "custos.db-wal", "keys/kek-v1.key"] {
+                let path = site.data_dir().join(name);
+                let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600, "{name}");
+            }
+        }
         let first_secret = s.admin.clone();
         assert!(first_secret.starts_with("csb_"));
         s.register_fraud_model().await;

@@ -165,6 +165,11 @@ fn main() -> std::process::ExitCode {
             Command::Serve(args) => serve(args).await,
             Command::Demo(args) => {
                 let mut config = load_config(None)?;
+                // The demo talks to its own server; its access log would bury the instructions
+                // the newcomer needs. An explicit level still wins.
+                if std::env::var_os("CUSTOS_LOG__LEVEL").is_none() {
+                    config.log.level = "warn".into();
+                }
                 if let Some(dir) = args.data_dir {
                     config.server.data_dir = dir;
                 }
