@@ -6,7 +6,9 @@
 //! session whose random id is the only thing the cookie carries. Forms carry a CSRF token tied to
 //! a separate cookie (double submit), and the session cookie is `SameSite=Strict`.
 
-use crate::auth::{Actor, Authorized, SESSION_COOKIE, audit_event, authenticate_secret, cookie};
+use crate::auth::{
+    Actor, AuthFailure, Authorized, SESSION_COOKIE, audit_event, authenticate_secret, cookie,
+};
 use crate::context::RequestContext;
 use crate::error::ApiError;
 use crate::query;
@@ -16,7 +18,7 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::{DateTime, Duration, Utc};
-use custos_core::{Action, ModelName, Outcome};
+use custos_core::{Action, ModelName, Outcome, Principal};
 use custos_proto::{DriftResponse, VolumePoint};
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
@@ -86,8 +88,8 @@ fn login_form(error: Option<&str>, status: StatusCode) -> Response {
             section.card.narrow {
                 h1 { "Sign in" }
                 p.muted {
-                    "Paste an access secret: the one-time bootstrap secret from "
-                    code { "<data-dir>/bootstrap-token" } " or an API token."
+                    "Paste the administrator secret from "
+                    code { "<data-dir>/bootstrap-token" } ". API tokens are for machines and cannot sign in here."
                 }
                 @if let Some(error) = error { p.error role="alert" { (error) } }
                 form method="post" action="/ui/login" {
@@ -141,6 +143,9 @@ pub async fn login(
         );
     }
     let result = match authenticate_secret(&state, form.secret.trim()).await {
+        // API tokens are machine credentials: a web session would cache their grants past a
+        // revocation. People sign in with the administrator secret until user accounts exist.
+        Ok(Ok(Principal::Token { .. })) => Err(AuthFailure::Unknown),
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };

@@ -690,6 +690,21 @@ async fn web_sign_in_with_the_one_time_secret() {
     let html = login.text().await.unwrap();
     assert!(html.contains(&csrf));
 
+    // An API token cannot open a web session, even a valid one.
+    let reader = s.token(&[("drift:read", "*"), ("models:read", "*")]).await;
+    let r = client
+        .post(s.url("/ui/login"))
+        .header("cookie", &csrf_cookie)
+        .form(&[("secret", reader.as_str()), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(
+        r.headers()
+            .get("set-cookie")
+            .is_none_or(|c| !c.to_str().unwrap().contains("custos_session"))
+    );
     // Without the CSRF cookie the form is refused.
     let r = client
         .post(s.url("/ui/login"))
