@@ -745,3 +745,40 @@ async fn web_sign_in_with_the_one_time_secret() {
     assert_eq!(page.status(), 200);
     s.stop().await;
 }
+
+/// A flood beyond the ingest admission bound is answered 429 with Retry-After at once instead of
+/// queueing without bound, and every refused batch wrote nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_gets_429_and_nothing_partial() {
+    let site = Site::new(Backend::Sqlite);
+    let mut config = site.config();
+    config.limits.max_concurrent_ingest = 1;
+    let s = std::sync::Arc::new(site.start_with(config).await);
+    s.register_fraud_model().await;
+    let mut tasks = Vec::new();
+    for k in 0..24 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let rows = fraud_rows(&format!("flood{k}"), t0(), 3_000, false);
+            let r = s
+                .post_ndjson("/api/v1/models/fraud-v3/predictions", Some(&s.admin), &rows)
+                .await;
+            (r.status, r.headers.get("retry-after").is_some())
+        }));
+    }
+    let mut ok = 0u64;
+    let mut limited = 0u64;
+    for t in tasks {
+        match t.await.unwrap() {
+            (200, _) => ok += 1,
+            (429, true) => limited += 1,
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert!(
+        limited > 0,
+        "24 concurrent batches against an admission bound of 2"
+    );
+    assert!(ok > 0);
+    assert_eq!(s.state.store.event_count(1).await.unwrap(), ok * 3_000);
+}
