@@ -12,6 +12,7 @@ pub mod authz;
 pub mod clock;
 pub mod names;
 pub mod partition;
+pub mod pii;
 pub mod record;
 pub mod schema;
 

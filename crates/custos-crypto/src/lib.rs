@@ -13,10 +13,13 @@
 //! wrapped keys, never the data.
 
 pub mod audit;
+pub mod checkpoint;
 mod error;
+pub mod ff1;
 mod gcm;
 pub mod keys;
 mod mac;
+pub mod merkle;
 pub mod pseudonym;
 pub mod seal;
 pub mod sealed;

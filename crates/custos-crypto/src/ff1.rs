@@ -1,0 +1,455 @@
+//! Format-preserving encryption with FF1 (NIST SP 800-38G) over AES-256.
+//!
+//! Owns: [`Ff1Key`], [`Alphabet`], the configuration-time domain check [`check_domain`] and the
+//! string-level [`encrypt`] / [`decrypt`] built on the `fpe` crate. A ciphertext has the same
+//! length and alphabet as its plaintext, so a masked card number still looks like a card number.
+//!
+//! Must not: offer FF3 or FF3-1 (NIST withdrew FF3-1 in SP 800-38G Rev.1 2pd), accept a domain
+//! smaller than 1,000,000 values (a requirement of that revision: small domains are enumerable),
+//! let a wrong key length reach `fpe::ff1::FF1::new` (it panics), or put key bytes or plaintext
+//! characters into `Debug` output or errors. FF1 is reversible encryption under a key, not
+//! anonymization; callers choose the tweak (e.g. tenant id ‖ field name) so equal values in
+//! different contexts encrypt differently. No IO.
+
+use crate::error::CryptoError;
+use crate::secret::random_key;
+use aes::Aes256;
+use aes::cipher::{BlockCipherEncrypt, KeyInit};
+use fpe::ff1::{FF1, FlexibleNumeralString};
+use std::collections::BTreeMap;
+use std::fmt;
+use zeroize::Zeroizing;
+
+/// Length of an FF1 key in bytes (AES-256).
+pub const FF1_KEY_LEN: usize = 32;
+
+/// Smallest number of distinct values (`radix^len`) an FF1 domain may have.
+pub const MIN_DOMAIN_SIZE: u64 = 1_000_000;
+
+/// Largest numeral-string length SP 800-38G allows (`maxlen < 2^32`).
+pub const MAX_LEN: usize = u32::MAX as usize;
+
+/// Largest tweak SP 800-38G allows (`maxTlen < 2^32` bytes); `fpe` encodes it in 4 bytes.
+pub const MAX_TWEAK_LEN: usize = u32::MAX as usize;
+
+const MIN_RADIX: usize = 2;
+/// `fpe` works on `u16` numerals, which is also the SP 800-38G upper bound on the radix.
+const MAX_RADIX: usize = 1 << 16;
+
+/// Why an FF1 configuration or operation was refused. No variant carries key bytes, tweak bytes
+/// or plaintext characters: these errors may be logged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Ff1Error {
+    /// Key material of the wrong length.
+    #[error("FF1 key must be {expected} bytes, found {found}")]
+    InvalidKeyLength {
+        /// Required length.
+        expected: usize,
+        /// Supplied length.
+        found: usize,
+    },
+    /// The alphabet has fewer than 2 or more than 65,536 characters.
+    #[error("alphabet must have 2..=65536 distinct characters, found {size}")]
+    InvalidRadix {
+        /// Number of characters supplied.
+        size: usize,
+    },
+    /// The alphabet lists a character twice; `position` is the character index of the repeat.
+    #[error("alphabet repeats a character at position {position}")]
+    DuplicateAlphabetChar {
+        /// Character index (not byte offset) of the second occurrence.
+        position: usize,
+    },
+    /// `radix^len` is below [`MIN_DOMAIN_SIZE`]: too few values to resist enumeration.
+    #[error(
+        "FF1 domain too small: radix {radix} with length {len} gives fewer than 1,000,000 values"
+    )]
+    DomainTooSmall {
+        /// Alphabet size.
+        radix: u32,
+        /// Numeral-string length.
+        len: usize,
+    },
+    /// The input is longer than SP 800-38G allows.
+    #[error("FF1 input of {len} characters exceeds the maximum of {max}")]
+    TooLong {
+        /// Input length in characters.
+        len: usize,
+        /// Maximum length.
+        max: usize,
+    },
+    /// The tweak is longer than SP 800-38G allows.
+    #[error("FF1 tweak of {len} bytes exceeds the maximum")]
+    TweakTooLong {
+        /// Tweak length in bytes.
+        len: usize,
+    },
+    /// A character of the input is not in the alphabet. Names the position only, never the
+    /// character, which would leak plaintext into logs.
+    #[error("character at position {position} is not in the FF1 alphabet")]
+    NotInAlphabet {
+        /// Character index (not byte offset) in the input.
+        position: usize,
+    },
+    /// The `fpe` crate refused input this module had already validated; indicates a bug.
+    #[error("internal FF1 error")]
+    Internal,
+}
+
+/// A 256-bit FF1 key. Wiped on drop; `Debug` redacts. Deliberately not `Clone`, so the key
+/// exists in as few places as possible.
+pub struct Ff1Key(Zeroizing<[u8; FF1_KEY_LEN]>);
+
+impl Ff1Key {
+    /// A fresh random key from the OS CSPRNG.
+    pub fn generate() -> Result<Self, CryptoError> {
+        Ok(Self(random_key()?))
+    }
+
+    /// Wraps exactly 32 bytes of key material; any other length is refused before it can reach
+    /// the panicking `FF1::new`.
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, Ff1Error> {
+        let mut key = Zeroizing::new([0u8; FF1_KEY_LEN]);
+        if bytes.len() != FF1_KEY_LEN {
+            return Err(Ff1Error::InvalidKeyLength {
+                expected: FF1_KEY_LEN,
+                found: bytes.len(),
+            });
+        }
+        key.copy_from_slice(bytes);
+        Ok(Self(key))
+    }
+
+    fn expose(&self) -> &[u8] {
+        self.0.as_slice()
+    }
+}
+
+impl From<Zeroizing<[u8; FF1_KEY_LEN]>> for Ff1Key {
+    fn from(key: Zeroizing<[u8; FF1_KEY_LEN]>) -> Self {
+        Self(key)
+    }
+}
+
+impl fmt::Debug for Ff1Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Ff1Key(<redacted>)")
+    }
+}
+
+/// An ordered set of distinct characters; a character's index is its FF1 numeral, so the order
+/// is part of the key's meaning: changing it changes every ciphertext.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Alphabet {
+    chars: Vec<char>,
+    numerals: BTreeMap<char, u16>,
+}
+
+impl Alphabet {
+    /// Builds an alphabet from the characters of `chars`, in order. Refuses fewer than 2 or more
+    /// than 65,536 characters and any repeated character.
+    pub fn new(chars: &str) -> Result<Self, Ff1Error> {
+        let list: Vec<char> = chars.chars().collect();
+        if !(MIN_RADIX..=MAX_RADIX).contains(&list.len()) {
+            return Err(Ff1Error::InvalidRadix { size: list.len() });
+        }
+        let mut numerals = BTreeMap::new();
+        for (position, &c) in list.iter().enumerate() {
+            let numeral =
+                u16::try_from(position).map_err(|_| Ff1Error::InvalidRadix { size: list.len() })?;
+            if numerals.insert(c, numeral).is_some() {
+                return Err(Ff1Error::DuplicateAlphabetChar { position });
+            }
+        }
+        Ok(Self {
+            chars: list,
+            numerals,
+        })
+    }
+
+    /// `0123456789` (radix 10).
+    pub fn digits() -> Self {
+        Self::from_ascii_table(b"0123456789")
+    }
+
+    /// `0-9a-z` (radix 36), in the order NIST's radix-36 samples use.
+    pub fn lowercase_alphanumeric() -> Self {
+        Self::from_ascii_table(b"0123456789abcdefghijklmnopqrstuvwxyz")
+    }
+
+    /// For the built-in tables, which are distinct ASCII by inspection and far below 65,536.
+    fn from_ascii_table(table: &[u8]) -> Self {
+        let chars: Vec<char> = table.iter().map(|&b| char::from(b)).collect();
+        let numerals = chars.iter().zip(0u16..).map(|(&c, n)| (c, n)).collect();
+        Self { chars, numerals }
+    }
+
+    /// Number of characters, i.e. the FF1 radix.
+    pub fn radix(&self) -> u32 {
+        // The constructor bounds the length by 65,536.
+        u32::try_from(self.chars.len()).unwrap_or(u32::MAX)
+    }
+
+    /// Whether `c` belongs to the alphabet.
+    pub fn contains(&self, c: char) -> bool {
+        self.numerals.contains_key(&c)
+    }
+
+    fn to_numerals(&self, text: &str) -> Result<Vec<u16>, Ff1Error> {
+        text.chars()
+            .enumerate()
+            .map(|(position, c)| {
+                self.numerals
+                    .get(&c)
+                    .copied()
+                    .ok_or(Ff1Error::NotInAlphabet { position })
+            })
+            .collect()
+    }
+
+    fn to_text(&self, numerals: &[u16]) -> Result<String, Ff1Error> {
+        numerals
+            .iter()
+            .map(|&n| {
+                self.chars
+                    .get(usize::from(n))
+                    .copied()
+                    .ok_or(Ff1Error::Internal)
+            })
+            .collect()
+    }
+}
+
+impl fmt::Debug for Alphabet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The alphabet is configuration, not secret; a long one is summarised to keep logs short.
+        if self.chars.len() <= 64 {
+            let text: String = self.chars.iter().collect();
+            f.debug_struct("Alphabet").field("chars", &text).finish()
+        } else {
+            f.debug_struct("Alphabet")
+                .field("radix", &self.chars.len())
+                .finish_non_exhaustive()
+        }
+    }
+}
+
+/// Refuses a field configuration whose shortest value gives fewer than [`MIN_DOMAIN_SIZE`]
+/// possible values (`radix^min_len < 10^6`) or exceeds the SP 800-38G maximum length. Run at
+/// configuration time, so that a too-small domain never reaches ingestion.
+pub fn check_domain(alphabet: &Alphabet, min_len: usize) -> Result<(), Ff1Error> {
+    let radix = alphabet.radix();
+    if min_len > MAX_LEN {
+        return Err(Ff1Error::TooLong {
+            len: min_len,
+            max: MAX_LEN,
+        });
+    }
+    // radix >= 2, so at most 20 multiplications before reaching 10^6.
+    let mut domain: u64 = 1;
+    for _ in 0..min_len {
+        domain = domain.saturating_mul(u64::from(radix));
+        if domain >= MIN_DOMAIN_SIZE {
+            return Ok(());
+        }
+    }
+    Err(Ff1Error::DomainTooSmall {
+        radix,
+        len: min_len,
+    })
+}
+
+/// Encrypts `plaintext` under `key` and `tweak`. The ciphertext has the same number of
+/// characters, all from `alphabet`.
+pub fn encrypt(
+    key: &Ff1Key,
+    tweak: &[u8],
+    alphabet: &Alphabet,
+    plaintext: &str,
+) -> Result<String, Ff1Error> {
+    crypt::<Aes256>(key.expose(), tweak, alphabet, plaintext, Direction::Encrypt)
+}
+
+/// Decrypts a ciphertext produced by [`encrypt`] with the same key, tweak and alphabet. FF1 has
+/// no integrity check: a wrong key or tweak yields a different string of the same shape, not an
+/// error.
+pub fn decrypt(
+    key: &Ff1Key,
+    tweak: &[u8],
+    alphabet: &Alphabet,
+    ciphertext: &str,
+) -> Result<String, Ff1Error> {
+    crypt::<Aes256>(
+        key.expose(),
+        tweak,
+        alphabet,
+        ciphertext,
+        Direction::Decrypt,
+    )
+}
+
+#[derive(Clone, Copy)]
+enum Direction {
+    Encrypt,
+    Decrypt,
+}
+
+/// Generic over the block cipher so the NIST AES-128/-192 samples can check the same code path
+/// the public AES-256 API uses.
+fn crypt<C>(
+    key: &[u8],
+    tweak: &[u8],
+    alphabet: &Alphabet,
+    input: &str,
+    direction: Direction,
+) -> Result<String, Ff1Error>
+where
+    C: KeyInit + BlockCipherEncrypt + Clone,
+{
+    // `FF1::new` panics on a wrong key length; this check makes that unreachable.
+    if key.len() != C::key_size() {
+        return Err(Ff1Error::InvalidKeyLength {
+            expected: C::key_size(),
+            found: key.len(),
+        });
+    }
+    if tweak.len() > MAX_TWEAK_LEN {
+        return Err(Ff1Error::TweakTooLong { len: tweak.len() });
+    }
+    let numerals = alphabet.to_numerals(input)?;
+    check_domain(alphabet, numerals.len())?;
+
+    let ff1 = FF1::<C>::new(key, alphabet.radix()).map_err(|_| Ff1Error::Internal)?;
+    let input = FlexibleNumeralString::from(numerals);
+    let output = match direction {
+        Direction::Encrypt => ff1.encrypt(tweak, &input),
+        Direction::Decrypt => ff1.decrypt(tweak, &input),
+    }
+    .map_err(|_| Ff1Error::Internal)?;
+    let output: Vec<u16> = output.into();
+    alphabet.to_text(&output)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aes::{Aes128, Aes192};
+
+    const K128: &str = "2B7E151628AED2A6ABF7158809CF4F3C";
+    const K192: &str = "2B7E151628AED2A6ABF7158809CF4F3CEF4359D8D580AA4F";
+    const K256: &str = "2B7E151628AED2A6ABF7158809CF4F3CEF4359D8D580AA4F7F036D6F04FC6A94";
+    const T10: &str = "39383736353433323130";
+    const T11: &str = "3737373770717273373737";
+    const D10: &str = "0123456789";
+    const D36: &str = "0123456789abcdefghi";
+
+    enum Aes {
+        K128,
+        K192,
+        K256,
+    }
+
+    /// SECURITY.md §3.1, NIST FF1samples.pdf samples 1–9: (sample, key, radix, tweak, pt, ct).
+    const SAMPLES: [(u8, Aes, u32, &str, &str, &str); 9] = [
+        (1, Aes::K128, 10, "", D10, "2433477484"),
+        (2, Aes::K128, 10, T10, D10, "6124200773"),
+        (3, Aes::K128, 36, T11, D36, "a9tv40mll9kdu509eum"),
+        (4, Aes::K192, 10, "", D10, "2830668132"),
+        (5, Aes::K192, 10, T10, D10, "2496655549"),
+        (6, Aes::K192, 36, T11, D36, "xbj3kv35jrawxv32ysr"),
+        (7, Aes::K256, 10, "", D10, "6657667009"),
+        (8, Aes::K256, 10, T10, D10, "1001623463"),
+        (9, Aes::K256, 36, T11, D36, "xs8a0azh2avyalyzuwd"),
+    ];
+
+    fn run(
+        aes: &Aes,
+        key: &[u8],
+        tweak: &[u8],
+        alphabet: &Alphabet,
+        input: &str,
+        d: Direction,
+    ) -> String {
+        match aes {
+            Aes::K128 => crypt::<Aes128>(key, tweak, alphabet, input, d),
+            Aes::K192 => crypt::<Aes192>(key, tweak, alphabet, input, d),
+            Aes::K256 => crypt::<Aes256>(key, tweak, alphabet, input, d),
+        }
+        .unwrap()
+    }
+
+    #[test]
+    fn nist_samples_1_to_9_encrypt_and_decrypt() {
+        for (sample, aes, radix, tweak, pt, ct) in &SAMPLES {
+            let key = hex::decode(match aes {
+                Aes::K128 => K128,
+                Aes::K192 => K192,
+                Aes::K256 => K256,
+            })
+            .unwrap();
+            let tweak = hex::decode(tweak).unwrap();
+            let alphabet = if *radix == 10 {
+                Alphabet::digits()
+            } else {
+                Alphabet::lowercase_alphanumeric()
+            };
+            assert_eq!(alphabet.radix(), *radix);
+            let got = run(aes, &key, &tweak, &alphabet, pt, Direction::Encrypt);
+            assert_eq!(&got, ct, "sample {sample} encrypt");
+            let back = run(aes, &key, &tweak, &alphabet, ct, Direction::Decrypt);
+            assert_eq!(&back, pt, "sample {sample} decrypt");
+        }
+    }
+
+    #[test]
+    fn public_api_matches_generic_path_for_aes256() {
+        let key = Ff1Key::from_slice(&hex::decode(K256).unwrap()).unwrap();
+        let tweak = hex::decode(T10).unwrap();
+        let ct = encrypt(&key, &tweak, &Alphabet::digits(), D10).unwrap();
+        assert_eq!(ct, "1001623463");
+    }
+
+    #[test]
+    fn wrong_key_length_for_variant_is_an_error_not_a_panic() {
+        let err = crypt::<Aes128>(
+            &[0u8; 32],
+            b"",
+            &Alphabet::digits(),
+            D10,
+            Direction::Encrypt,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            Ff1Error::InvalidKeyLength {
+                expected: 16,
+                found: 32
+            }
+        );
+    }
+
+    #[test]
+    fn largest_radix_round_trips() {
+        let chars: String = (0u32..0x11000)
+            .filter_map(char::from_u32)
+            .take(MAX_RADIX)
+            .collect();
+        let alphabet = Alphabet::new(&chars).unwrap();
+        assert_eq!(alphabet.radix(), 65_536);
+        assert!(Alphabet::new(&format!("{chars}\u{20000}")).is_err());
+        let key = Ff1Key::from_slice(&[9u8; 32]).unwrap();
+        let pt: String = chars.chars().rev().take(3).collect();
+        let ct = encrypt(&key, b"t", &alphabet, &pt).unwrap();
+        assert_eq!(ct.chars().count(), 3);
+        assert_eq!(decrypt(&key, b"t", &alphabet, &ct).unwrap(), pt);
+    }
+
+    #[test]
+    fn builtin_alphabets_match_the_validating_constructor() {
+        assert_eq!(Alphabet::digits(), Alphabet::new("0123456789").unwrap());
+        assert_eq!(
+            Alphabet::lowercase_alphanumeric(),
+            Alphabet::new("0123456789abcdefghijklmnopqrstuvwxyz").unwrap()
+        );
+    }
+}
