@@ -241,6 +241,24 @@ pub fn jensen_shannon_distance(reference: &[f64], current: &[f64]) -> f64 {
     divergence.clamp(0.0, 1.0).sqrt()
 }
 
+/// The aligned bin shares [`compare`] uses for a pair of profiles (same bins, same order), so
+/// other distances over bins (`statistics.rs`) see exactly the numbers PSI and JS see.
+pub(crate) fn aligned_shares(
+    reference: &FeatureProfile,
+    current: &FeatureProfile,
+) -> Result<(Vec<f64>, Vec<f64>), StatsError> {
+    let binned = match (reference, current) {
+        (FeatureProfile::Numeric(r), FeatureProfile::Numeric(c)) => numeric_bins(r, c)?,
+        (FeatureProfile::Categorical(r), FeatureProfile::Categorical(c)) => categorical_bins(r, c)?,
+        _ => return Err(StatsError::KindMismatch),
+    };
+    Ok(binned
+        .bins
+        .into_iter()
+        .map(|b| (b.reference_share, b.current_share))
+        .unzip())
+}
+
 struct Binned {
     bins: Vec<BinComparison>,
     reference_count: u64,

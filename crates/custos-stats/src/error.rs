@@ -24,4 +24,13 @@ pub enum StatsError {
     /// The bytes were written by a newer (or unknown) profile format version.
     #[error("unsupported profile format version {0}")]
     UnsupportedVersion(u8),
+    /// The requested statistic does not apply to these profiles (e.g. KS on a categorical
+    /// feature, a two-proportion z-test on a feature with more than two categories). The message
+    /// names the statistic and the reason, never a value.
+    #[error("statistic not applicable: {0}")]
+    NotApplicable(String),
+    /// Arguments are inconsistent (e.g. more successes than trials) or the numbers involved are
+    /// too large for a finite result.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
 }

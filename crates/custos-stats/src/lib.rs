@@ -2,7 +2,9 @@
 //!
 //! Owns: the profile data structures (numeric: KLL + moments; categorical: exact counts, then
 //! frequent-items + HyperLogLog sketches), their versioned byte format, their summaries, and the drift
-//! statistics computed from two profiles (PSI, Jensen–Shannon, dataset verdict).
+//! statistics computed from two profiles (PSI, Jensen–Shannon and the dataset verdict in `drift`;
+//! KS, chi-square, z-test, Hellinger, KL, Wasserstein and the default-method rule in
+//! `statistics`).
 //!
 //! Must not: do IO, async, logging, or depend on other Custos crates. Callers own storage,
 //! time buckets and feature names; this crate only sees values. Library code never panics on
@@ -18,6 +20,7 @@ mod drift;
 mod error;
 mod numeric;
 mod profile;
+mod statistics;
 
 pub use categorical::{CategoricalProfile, EXACT_LIMIT, SKETCH_MAP_SIZE};
 pub use drift::{
@@ -30,6 +33,12 @@ pub use numeric::{KLL_K, NumericProfile};
 pub use profile::{
     CategoricalSummary, FORMAT_VERSION, FeatureProfile, MAGIC, NumericSummary, ProfileKind,
     ProfileSummary, SUMMARY_QUANTILES, SUMMARY_TOP, SummaryDetail,
+};
+pub use statistics::{
+    CHI_SQUARE_MIN_EXPECTED, DEFAULT_P_VALUE_THRESHOLD, DEFAULT_WASSERSTEIN_THRESHOLD, KS_GRID,
+    MethodChoice, SMALL_REFERENCE_ROWS, StatMethod, TestResult, WASSERSTEIN_GRID,
+    WASSERSTEIN_MIN_NORM, chi_square, data_driven_threshold, default_method, hellinger,
+    kl_divergence, kolmogorov_sf, ks, ks_p_value, run, wasserstein_normed, z_proportion,
 };
 
 /// Largest observation count a profile may hold (2^62). Far beyond any real stream, and low
