@@ -22,10 +22,10 @@ const SECRET_TOKEN_PEPPER: &str = "token-pepper";
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// A cryptographic operation or key file failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Crypto(#[from] custos_crypto::CryptoError),
     /// The store failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] custos_store::StoreError),
 }
 

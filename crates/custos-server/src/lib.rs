@@ -35,17 +35,26 @@ use std::sync::Arc;
 use std::time::Duration;
 use tower_http::timeout::TimeoutLayer;
 
-/// Why the server could not start.
+/// Why the server could not start. Wrapping variants name the stage only; the cause is their
+/// `source()`, so a report of the chain (`{:#}`) says each thing once.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// Bad configuration.
     #[error("configuration: {0}")]
     Config(String),
-    /// The store could not be opened or migrated.
-    #[error("store: {0}")]
+    /// The store could not be opened (the URL is shown with its password redacted).
+    #[error("cannot open the store at {url}")]
+    Open {
+        /// The redacted URL.
+        url: String,
+        /// Why.
+        source: custos_store::StoreError,
+    },
+    /// The store failed while preparing it (migrations, first-start records).
+    #[error("store")]
     Store(#[from] custos_store::StoreError),
     /// Keys could not be loaded.
-    #[error("keys: {0}")]
+    #[error("keys")]
     Keys(#[from] keys::KeyError),
     /// Files in the data directory.
     #[error("data directory: {0}")]
@@ -160,7 +169,11 @@ impl App {
     /// keys, creates the bootstrap secret on first start, and assembles the state.
     pub async fn build(config: config::Config, clock: Arc<dyn Clock>) -> Result<App, StartError> {
         bootstrap::prepare_data_dir(&config.server.data_dir)?;
-        let store = Store::open(&database_url(&config)?).await?;
+        let url = database_url(&config)?;
+        let store = Store::open(&url).await.map_err(|source| StartError::Open {
+            url: custos_store::redact_url(&url),
+            source,
+        })?;
         store.migrate().await?;
         if config.store.database_url.is_none() {
             bootstrap::restrict_database_files(&config.server.data_dir)?;
