@@ -442,6 +442,80 @@ pub async fn ingest_labels(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    struct Keys;
+    impl custos_core::Pseudonymizer for Keys {
+        fn pseudonym(&self, value: &str) -> String {
+            format!("hm_{}", value.len())
+        }
+        fn event_key(&self, _: &custos_core::ModelName, id: &str) -> EventKey {
+            let mut k = [0u8; 32];
+            for (slot, b) in k.iter_mut().zip(id.bytes()) {
+                *slot = b;
+            }
+            EventKey(k)
+        }
+    }
+
+    fn schema() -> ModelSchema {
+        let spec: custos_core::ModelSpec = serde_json::from_value(serde_json::json!({
+            "name": "m", "id_field": "event_id", "timestamp_field": "ts",
+            "features": [{"name": "amount", "type": "numeric"},
+                         {"name": "email", "type": "categorical", "pii": true, "masking": "hmac"}],
+            "prediction": {"name": "score", "type": "binary_score"}}))
+        .unwrap();
+        ModelSchema::new(spec).unwrap()
+    }
+
+    fn body_bytes() -> impl Strategy<Value = Vec<u8>> {
+        let row = r#"{"event_id":"e1","ts":"2026-11-26T10:00:00Z","amount":1.5,"email":"a@b.c","score":0.5}"#;
+        prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..512),
+            // Valid rows with random damage: truncation, byte flips, inserted bytes.
+            (
+                0usize..4,
+                prop::collection::vec((any::<usize>(), any::<u8>()), 0..6)
+            )
+                .prop_map(move |(copies, edits)| {
+                    let mut b = Vec::new();
+                    for _ in 0..=copies {
+                        b.extend_from_slice(row.as_bytes());
+                        b.push(b'\n');
+                    }
+                    for (at, byte) in edits {
+                        let i = at % (b.len() + 1);
+                        if byte % 3 == 0 {
+                            b.truncate(i);
+                        } else if let Some(slot) = b.get_mut(i) {
+                            *slot = byte;
+                        } else {
+                            b.push(byte);
+                        }
+                    }
+                    b
+                }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3_000))]
+
+        /// Arbitrary bodies, in both encodings, give rows or a clear client error: never a
+        /// panic and never a server error.
+        #[test]
+        fn any_body_is_answered_without_panic(bytes in body_bytes(), ndjson in any::<bool>()) {
+            let format = if ndjson { BodyFormat::Ndjson } else { BodyFormat::JsonArray };
+            match decode_rows(&bytes, format, 100) {
+                Ok(rows) => {
+                    if let Err(e) = validate_and_mask(&schema(), &rows, &IngestLimits::default(), &Keys) {
+                        prop_assert!(e.status().is_client_error());
+                    }
+                }
+                Err(e) => prop_assert!(e.status().is_client_error()),
+            }
+        }
+    }
 
     #[test]
     fn ndjson_errors_name_the_line() {
