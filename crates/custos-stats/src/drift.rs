@@ -269,13 +269,7 @@ fn numeric_bins(
     reference: &NumericProfile,
     current: &NumericProfile,
 ) -> Result<Binned, StatsError> {
-    let (r_kll, c_kll) = (reference.kll(), current.kll());
-    if r_kll.is_empty() {
-        return Err(StatsError::EmptyReference);
-    }
-    if c_kll.is_empty() {
-        return Err(StatsError::EmptyCurrent);
-    }
+    let (r_kll, c_kll) = crate::numeric::non_empty_pair(reference, current)?;
     let mut edges: Vec<KllFloat<f64>> = r_kll
         .quantiles(&BIN_QUANTILES, SearchCriteria::Inclusive)
         .ok()

@@ -240,6 +240,22 @@ impl NumericProfile {
     }
 }
 
+/// The KLL sketches of a reference and a current profile, refusing a side without finite values:
+/// every comparison of two numeric profiles starts here.
+pub(crate) fn non_empty_pair<'a>(
+    reference: &'a NumericProfile,
+    current: &'a NumericProfile,
+) -> Result<(&'a Kll, &'a Kll), StatsError> {
+    let (r_kll, c_kll) = (reference.kll(), current.kll());
+    if r_kll.is_empty() {
+        return Err(StatsError::EmptyReference);
+    }
+    if c_kll.is_empty() {
+        return Err(StatsError::EmptyCurrent);
+    }
+    Ok((r_kll, c_kll))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -317,13 +317,7 @@ pub fn run(
 /// See the module docs for the grid and the p-value formula ([`ks_p_value`]). Errors:
 /// [`StatsError::EmptyReference`] / [`StatsError::EmptyCurrent`] without finite values.
 pub fn ks(reference: &NumericProfile, current: &NumericProfile) -> Result<(f64, f64), StatsError> {
-    let (r_kll, c_kll) = (reference.kll(), current.kll());
-    if r_kll.is_empty() {
-        return Err(StatsError::EmptyReference);
-    }
-    if c_kll.is_empty() {
-        return Err(StatsError::EmptyCurrent);
-    }
+    let (r_kll, c_kll) = crate::numeric::non_empty_pair(reference, current)?;
     let (r_view, c_view) = (r_kll.sorted_view(), c_kll.sorted_view());
     let mut points: Vec<KllFloat<f64>> = Vec::with_capacity(2 * (KS_GRID as usize + 1));
     for view in [&r_view, &c_view] {
@@ -620,13 +614,7 @@ pub fn wasserstein_normed(
     reference: &NumericProfile,
     current: &NumericProfile,
 ) -> Result<f64, StatsError> {
-    let (r_kll, c_kll) = (reference.kll(), current.kll());
-    if r_kll.is_empty() {
-        return Err(StatsError::EmptyReference);
-    }
-    if c_kll.is_empty() {
-        return Err(StatsError::EmptyCurrent);
-    }
+    let (r_kll, c_kll) = crate::numeric::non_empty_pair(reference, current)?;
     let (r_view, c_view) = (r_kll.sorted_view(), c_kll.sorted_view());
     let m = f64::from(WASSERSTEIN_GRID);
     // Halves keep |a − b| finite for any two finite values; the mean never overflows either.
