@@ -339,6 +339,27 @@ fn fmt_edge(v: f64) -> String {
     }
 }
 
+/// Per category known on either side, its (reference, current) counts — all categories in exact
+/// mode, the tracked ones in sketch mode — with the totals attributed to known categories on
+/// each side (the rest of a sketch-mode side is unattributed mass). The categorical statistics
+/// all start from this table.
+pub(crate) fn category_union(
+    reference: &CategoricalProfile,
+    current: &CategoricalProfile,
+) -> (BTreeMap<String, (u64, u64)>, u64, u64) {
+    let mut union: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for (value, n) in reference.category_counts() {
+        union.entry(value).or_default().0 = n;
+    }
+    for (value, n) in current.category_counts() {
+        union.entry(value).or_default().1 = n;
+    }
+    let (r_known, c_known) = union.values().fold((0u64, 0u64), |(a, b), (r, c)| {
+        (a.saturating_add(*r), b.saturating_add(*c))
+    });
+    (union, r_known, c_known)
+}
+
 fn categorical_bins(
     reference: &CategoricalProfile,
     current: &CategoricalProfile,
@@ -350,16 +371,7 @@ fn categorical_bins(
     if c_total == 0 {
         return Err(StatsError::EmptyCurrent);
     }
-    let mut union: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    for (value, n) in reference.category_counts() {
-        union.entry(value).or_default().0 = n;
-    }
-    for (value, n) in current.category_counts() {
-        union.entry(value).or_default().1 = n;
-    }
-    let (r_known, c_known) = union.values().fold((0u64, 0u64), |(a, b), (r, c)| {
-        (a.saturating_add(*r), b.saturating_add(*c))
-    });
+    let (union, r_known, c_known) = category_union(reference, current);
     let (r_den, c_den) = (r_total as f64, c_total as f64);
     let mut bins: Vec<BinComparison> = union
         .into_iter()

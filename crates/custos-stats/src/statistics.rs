@@ -468,16 +468,7 @@ pub fn chi_square(
 /// `(reference, current)` counts per known category (union, byte order) plus, if a side is in
 /// sketch mode, the unattributed rest as one more row. Zero rows are dropped.
 fn contingency(reference: &CategoricalProfile, current: &CategoricalProfile) -> Vec<(u64, u64)> {
-    let mut union: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
-    for (value, n) in reference.category_counts() {
-        union.entry(value).or_default().0 = n;
-    }
-    for (value, n) in current.category_counts() {
-        union.entry(value).or_default().1 = n;
-    }
-    let (r_known, c_known) = union.values().fold((0u64, 0u64), |(a, b), (r, c)| {
-        (a.saturating_add(*r), b.saturating_add(*c))
-    });
+    let (union, r_known, c_known) = crate::drift::category_union(reference, current);
     let mut rows: Vec<(u64, u64)> = union.into_values().collect();
     rows.push((
         reference.present().saturating_sub(r_known),

@@ -11,11 +11,12 @@ Conventions mirrored from custos-stats:
 import math
 
 import numpy as np
+
+from generator import XorShift, normals  # noqa: F401  (shared with the other golden script)
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import norm
 
 EPS = 1e-4
-MASK = (1 << 64) - 1
 
 
 def psi(r, c):
@@ -28,32 +29,6 @@ def js(r, c):
     return float(jensenshannon(r, c, base=2))
 
 
-class XorShift:
-    def __init__(self, seed):
-        self.s = seed
-
-    def next_u64(self):
-        x = self.s
-        x ^= (x << 13) & MASK
-        x ^= x >> 7
-        x ^= (x << 17) & MASK
-        self.s = x
-        return x
-
-    def next_f64(self):
-        return (self.next_u64() >> 11) / float(1 << 53)
-
-
-def normals(seed, n, shift):
-    g = XorShift(seed)
-    out = []
-    while len(out) < n:
-        u1 = 1.0 - g.next_f64()
-        u2 = g.next_f64()
-        r = math.sqrt(-2.0 * math.log(u1))
-        out.append(r * math.cos(2.0 * math.pi * u2) + shift)
-        out.append(r * math.sin(2.0 * math.pi * u2) + shift)
-    return np.array(out[:n])
 
 
 def inclusive_quantile(sorted_x, q):
