@@ -93,12 +93,35 @@ async fn every_route_obeys_the_policy_table() {
                     "admin {method} {route}: {}",
                     admin.status
                 );
+                // A token holding exactly this route's action passes the choke point on its
+                // scope (whatever the handler then says about a missing body) and nowhere else.
+                let Requirement::Authenticated(action, _) = requirement else {
+                    unreachable!()
+                };
                 if *model_param == ModelParam::Path {
+                    let exact = s.token(&[(action.as_str(), "fraud-v3")]).await;
+                    let own = s.send(method.clone(), &path, Some(&exact), None).await;
+                    assert!(
+                        ![401, 403].contains(&own.status),
+                        "{method} {route} with {}: {}",
+                        action.as_str(),
+                        own.status
+                    );
                     let other = path.replace("fraud-v3", "other-model");
-                    let r = s.send(method.clone(), &other, Some(&unrelated), None).await;
-                    // In scope but the model does not exist, or a body is missing: never 401/403
-                    // unless the token lacks that route's action.
-                    assert_ne!(r.status, 401, "{method} {other}");
+                    let r = s.send(method.clone(), &other, Some(&exact), None).await;
+                    assert_eq!(
+                        r.status, 403,
+                        "{method} {other} is out of the token's scope"
+                    );
+                } else {
+                    let exact = s.token(&[(action.as_str(), "*")]).await;
+                    let own = s.send(method.clone(), &path, Some(&exact), None).await;
+                    assert!(
+                        ![401, 403].contains(&own.status),
+                        "{method} {route} with {} on *: {}",
+                        action.as_str(),
+                        own.status
+                    );
                 }
             }
         }
