@@ -380,6 +380,62 @@ async fn reject(
     ApiError::unauthenticated().into_response()
 }
 
+/// Why a web sign-in did not open a session.
+#[derive(Debug)]
+pub enum SignInError {
+    /// Too many failures from this address; try again later.
+    Throttled,
+    /// The secret was not accepted (unknown, revoked, expired, malformed, or an API token).
+    Rejected,
+    /// The attempt could not be checked or recorded.
+    Internal(ApiError),
+}
+
+/// A person signing in to the web UI with a secret. Throttling, the refusal of API tokens and
+/// the audit record live here, beside the bearer path, so the UI handler makes no security
+/// decision of its own. Fail closed: a sign-in that cannot be recorded does not happen.
+pub async fn sign_in(
+    state: &AppState,
+    ctx: &RequestContext,
+    secret: &str,
+) -> Result<Principal, SignInError> {
+    if state
+        .failures
+        .blocked(ctx.client_ip, state.config.limits.auth_failures_per_minute)
+    {
+        return Err(SignInError::Throttled);
+    }
+    let result = match authenticate_secret(state, secret.trim()).await {
+        // API tokens are machine credentials: a web session would cache their grants past a
+        // revocation. People sign in with the administrator secret until user accounts exist.
+        Ok(Ok(Principal::Token { .. })) => Err(AuthFailure::Unknown),
+        Ok(r) => r,
+        Err(e) => return Err(SignInError::Internal(e)),
+    };
+    let (actor, outcome, reason) = match &result {
+        Ok(p) => (Actor::of(p), Outcome::Success, None),
+        Err(f) => (Actor::anonymous(), Outcome::Failure, Some(f.as_str())),
+    };
+    let event = audit_event(
+        state,
+        ctx,
+        actor,
+        "auth.login",
+        "ui".into(),
+        outcome,
+        serde_json::json!({ "method": "secret", "reason": reason }),
+    );
+    if let Err(e) = state.store.append_audit(&event).await {
+        return Err(SignInError::Internal(ApiError::internal(format!(
+            "audit append failed: {e}"
+        ))));
+    }
+    result.map_err(|_| {
+        state.failures.record(ctx.client_ip);
+        SignInError::Rejected
+    })
+}
+
 /// Extracts the `{model}` segment by aligning the concrete path with the route template.
 fn model_from_path(path: &str, route: &str) -> Option<Result<ModelName, custos_core::NameError>> {
     let position = route.split('/').position(|segment| segment == "{model}")?;

@@ -6,9 +6,7 @@
 //! session whose random id is the only thing the cookie carries. Forms carry a CSRF token tied to
 //! a separate cookie (double submit), and the session cookie is `SameSite=Strict`.
 
-use crate::auth::{
-    Actor, AuthFailure, Authorized, SESSION_COOKIE, audit_event, authenticate_secret, cookie,
-};
+use crate::auth::{Authorized, SESSION_COOKIE, SignInError, cookie, sign_in};
 use crate::context::RequestContext;
 use crate::error::ApiError;
 use crate::query;
@@ -18,7 +16,7 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::{DateTime, Duration, Utc};
-use custos_core::{Action, ModelName, Outcome, Principal};
+use custos_core::{Action, ModelName};
 use custos_proto::{DriftResponse, VolumePoint};
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
@@ -122,7 +120,8 @@ fn csrf_ok(headers: &HeaderMap, submitted: &str) -> bool {
     })
 }
 
-/// `POST /ui/login`: checks the secret, opens a session, audits the attempt.
+/// `POST /ui/login`: checks the form's CSRF token, then [`sign_in`] decides; a session is opened
+/// only for the principal it returns.
 pub async fn login(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
@@ -135,38 +134,7 @@ pub async fn login(
             StatusCode::FORBIDDEN,
         );
     }
-    let limit = state.config.limits.auth_failures_per_minute;
-    if state.failures.blocked(ctx.client_ip, limit) {
-        return login_form(
-            Some("Too many failed attempts; wait a minute."),
-            StatusCode::TOO_MANY_REQUESTS,
-        );
-    }
-    let result = match authenticate_secret(&state, form.secret.trim()).await {
-        // API tokens are machine credentials: a web session would cache their grants past a
-        // revocation. People sign in with the administrator secret until user accounts exist.
-        Ok(Ok(Principal::Token { .. })) => Err(AuthFailure::Unknown),
-        Ok(r) => r,
-        Err(e) => return e.into_response(),
-    };
-    let (actor, outcome) = match &result {
-        Ok(p) => (Actor::of(p), Outcome::Success),
-        Err(_) => (Actor::anonymous(), Outcome::Failure),
-    };
-    let event = audit_event(
-        &state,
-        &ctx,
-        actor,
-        "auth.login",
-        "ui".into(),
-        outcome,
-        serde_json::json!({ "method": "secret" }),
-    );
-    // Fail closed: a sign-in that cannot be recorded does not happen.
-    if let Err(e) = state.store.append_audit(&event).await {
-        return ApiError::internal(format!("audit append failed: {e}")).into_response();
-    }
-    match result {
+    match sign_in(&state, &ctx, &form.secret).await {
         Ok(principal) => {
             let session = state.sessions.create(principal, state.clock.now());
             let mut response = Redirect::to("/ui").into_response();
@@ -177,13 +145,15 @@ pub async fn login(
             }
             response
         }
-        Err(_) => {
-            state.failures.record(ctx.client_ip);
-            login_form(
-                Some("That secret was not accepted."),
-                StatusCode::UNAUTHORIZED,
-            )
-        }
+        Err(SignInError::Throttled) => login_form(
+            Some("Too many failed attempts; wait a minute."),
+            StatusCode::TOO_MANY_REQUESTS,
+        ),
+        Err(SignInError::Rejected) => login_form(
+            Some("That secret was not accepted."),
+            StatusCode::UNAUTHORIZED,
+        ),
+        Err(SignInError::Internal(e)) => e.into_response(),
     }
 }
 

@@ -805,3 +805,57 @@ async fn a_flood_gets_429_and_nothing_partial() {
     assert!(ok > 0);
     assert_eq!(s.state.store.event_count(1).await.unwrap(), ok * 3_000);
 }
+
+/// Guessing is throttled per client address on both doors — web sign-in and bearer credentials
+/// share one counter — and every failed attempt is audited without the guessed secret.
+#[tokio::test]
+async fn credential_guessing_is_throttled_and_audited() {
+    let site = Site::new(Backend::Sqlite);
+    let mut config = site.config();
+    config.limits.auth_failures_per_minute = 3;
+    let s = site.start_with(config).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = client.get(s.url("/ui/login")).send().await.unwrap();
+    let csrf_cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let csrf = csrf_cookie.split_once('=').unwrap().1.to_owned();
+    let attempt = |secret: &'static str| {
+        client
+            .post(s.url("/ui/login"))
+            .header("cookie", &csrf_cookie)
+            .form(&[("secret", secret), ("csrf", csrf.as_str())])
+            .send()
+    };
+    assert_eq!(attempt("csb_guess-1").await.unwrap().status(), 401);
+    assert_eq!(attempt("csb_guess-2").await.unwrap().status(), 401);
+    assert_eq!(
+        s.get("/api/v1/models", Some("cst_guess-3")).await.status,
+        401
+    );
+    // The limit is reached: even the right secret waits, on both doors.
+    assert_eq!(attempt("csb_guess-4").await.unwrap().status(), 429);
+    let r = s.get("/api/v1/models", Some(&s.admin)).await;
+    assert_eq!(r.status, 429);
+    assert!(r.headers.get("retry-after").is_some());
+
+    let records = s.state.store.audit_entries(0, 1000).await.unwrap();
+    let failures: Vec<&str> = records
+        .iter()
+        .map(|r| r.record_json.as_str())
+        .filter(|j| j.contains("\"outcome\":\"failure\""))
+        .collect();
+    assert_eq!(failures.len(), 3, "{failures:?}");
+    assert!(
+        failures.iter().all(|j| !j.contains("guess")),
+        "secrets are never recorded"
+    );
+    s.stop().await;
+}
