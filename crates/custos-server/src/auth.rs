@@ -36,8 +36,6 @@ pub const SESSION_COOKIE: &str = "custos_session";
 pub struct Authorized {
     /// Who is asking.
     pub principal: Principal,
-    /// The action the route requires.
-    pub action: Action,
     /// The session id, for requests authenticated by a session cookie.
     pub session: Option<String>,
 }
@@ -346,11 +344,9 @@ pub async fn authorize(
         }
         return ApiError::forbidden().into_response();
     }
-    request.extensions_mut().insert(Authorized {
-        principal,
-        action,
-        session,
-    });
+    request
+        .extensions_mut()
+        .insert(Authorized { principal, session });
     next.run(request).await
 }
 

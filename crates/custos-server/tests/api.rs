@@ -859,3 +859,55 @@ async fn credential_guessing_is_throttled_and_audited() {
     );
     s.stop().await;
 }
+
+/// Tokens stop working when they expire, judged by the server's clock (a fixed clock here, so
+/// the test does not wait), and the failure is audited as an expiry.
+#[tokio::test]
+async fn tokens_expire() {
+    let site = Site::new(Backend::Sqlite);
+    let clock = std::sync::Arc::new(custos_core::FixedClock::new(t0()));
+    let s = site.start_with_clock(site.config(), clock.clone()).await;
+    s.register_fraud_model().await;
+    let r = s
+        .post_json(
+            "/api/v1/tokens",
+            Some(&s.admin),
+            &json!({"description": "short", "expires_in_days": 1,
+                    "scopes": [{"action": "models:read", "model": "fraud-v3"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    assert_eq!(r.body["token"]["expires_at"], "2026-11-21T00:00:00Z");
+    let token = r.body["secret"].as_str().unwrap().to_owned();
+    assert_eq!(
+        s.get("/api/v1/models/fraud-v3", Some(&token)).await.status,
+        200
+    );
+    clock.set(t0() + Duration::hours(23) + Duration::minutes(59));
+    assert_eq!(
+        s.get("/api/v1/models/fraud-v3", Some(&token)).await.status,
+        200
+    );
+    clock.set(t0() + Duration::days(1));
+    assert_eq!(
+        s.get("/api/v1/models/fraud-v3", Some(&token)).await.status,
+        401
+    );
+    let audit = s.state.store.audit_entries(0, 1000).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|r| r.record_json.contains("\"reason\":\"expired\""))
+    );
+    // Lifetimes are bounded.
+    let r = s
+        .post_json(
+            "/api/v1/tokens",
+            Some(&s.admin),
+            &json!({"description": "forever", "expires_in_days": 366,
+                    "scopes": [{"action": "models:read", "model": "*"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    s.stop().await;
+}

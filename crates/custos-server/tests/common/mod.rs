@@ -122,7 +122,15 @@ impl Site {
     }
 
     pub async fn start_with(&self, config: Config) -> Server {
-        let app = App::build(config, Arc::new(SystemClock)).await.unwrap();
+        self.start_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    pub async fn start_with_clock(
+        &self,
+        config: Config,
+        clock: Arc<dyn custos_core::Clock>,
+    ) -> Server {
+        let app = App::build(config, clock).await.unwrap();
         let state = app.state.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
