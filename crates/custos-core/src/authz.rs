@@ -29,6 +29,15 @@ pub enum Action {
     /// Read drift results.
     #[serde(rename = "drift:read")]
     DriftRead,
+    /// Read model performance (realized and estimated).
+    #[serde(rename = "performance:read")]
+    PerformanceRead,
+    /// Change how a model is monitored (drift methods, thresholds, quality settings).
+    #[serde(rename = "monitors:write")]
+    MonitorsWrite,
+    /// Upload reference data sets (training data) for a model.
+    #[serde(rename = "references:write")]
+    ReferencesWrite,
     /// Create, list and revoke API tokens (instance-level).
     #[serde(rename = "tokens:manage")]
     TokensManage,
@@ -39,13 +48,16 @@ pub enum Action {
 
 impl Action {
     /// Every action, for exhaustive tests and documentation.
-    pub const ALL: [Action; 8] = [
+    pub const ALL: [Action; 11] = [
         Action::ModelsRead,
         Action::ModelsWrite,
         Action::PredictionsWrite,
         Action::LabelsWrite,
         Action::ProfilesRead,
         Action::DriftRead,
+        Action::PerformanceRead,
+        Action::MonitorsWrite,
+        Action::ReferencesWrite,
         Action::TokensManage,
         Action::AuditRead,
     ];
@@ -59,6 +71,9 @@ impl Action {
             Action::LabelsWrite => "labels:write",
             Action::ProfilesRead => "profiles:read",
             Action::DriftRead => "drift:read",
+            Action::PerformanceRead => "performance:read",
+            Action::MonitorsWrite => "monitors:write",
+            Action::ReferencesWrite => "references:write",
             Action::TokensManage => "tokens:manage",
             Action::AuditRead => "audit:read",
         }

@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod authz;
 pub mod clock;
+pub mod monitoring;
 pub mod names;
 pub mod partition;
 pub mod pii;
@@ -19,6 +20,9 @@ pub mod schema;
 pub use audit::{ActorType, AuditEvent, Outcome};
 pub use authz::{Action, Grant, GrantError, ModelScope, Principal, parse_grant};
 pub use clock::{Clock, FixedClock, SystemClock};
+pub use monitoring::{
+    DriftConfig, MethodSetting, MonitoringConfig, PerformanceConfig, QualityConfig,
+};
 pub use names::{FieldName, ModelName, NameError};
 pub use partition::{HourBucket, Partition};
 pub use record::{

@@ -21,6 +21,8 @@ pub enum ErrorCode {
     BadRequest,
     /// One or more rows of a batch are invalid; nothing was written.
     InvalidRows,
+    /// An uploaded file cannot be read (format, encoding, limits); nothing was stored.
+    InvalidFile,
     /// The resource already exists.
     Conflict,
     /// The body is larger than allowed.
@@ -197,17 +199,28 @@ pub struct FeatureDriftBody {
     pub feature: String,
     /// `numeric` or `categorical`.
     pub kind: String,
-    /// Population stability index.
-    pub psi: f64,
-    /// Jensen–Shannon distance (base 2, in [0, 1]).
-    pub jensen_shannon: f64,
-    /// The statistic the verdict uses (`psi` or `jensen_shannon`).
+    /// The statistic the verdict uses (`wasserstein`, `jensen_shannon`, `kolmogorov_smirnov`,
+    /// `chi_square`, `z_proportion`, `psi`, `hellinger` or `kullback_leibler`).
     pub method: String,
-    /// Its threshold.
+    /// Its value (KS: D; chi-square: χ²; z-test: z; otherwise the distance).
+    pub statistic: f64,
+    /// The p-value, for the tests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p_value: Option<f64>,
+    /// The threshold (a p-value level for tests: drift when `p < threshold`; a distance
+    /// otherwise: drift when `statistic >= threshold`).
     pub threshold: f64,
+    /// Where method and threshold came from: `default_rule`, `kind`, `feature`,
+    /// `data_driven` or `data_driven_fallback` (too few reference chunks; fixed threshold used).
+    pub threshold_source: String,
     /// Whether the feature drifted.
     pub drifted: bool,
-    /// Values seen in the reference window.
+    /// Population stability index on the chart bins (context; not the verdict unless `method`
+    /// is `psi`).
+    pub psi: f64,
+    /// Jensen–Shannon distance (base 2) on the chart bins (context).
+    pub jensen_shannon: f64,
+    /// Values seen in the reference.
     pub reference_count: u64,
     /// Values seen in the current window.
     pub current_count: u64,
@@ -240,15 +253,23 @@ pub struct SkippedFeature {
 pub struct DriftResponse {
     /// The model.
     pub model: String,
-    /// Reference window start (inclusive).
-    pub reference_start: DateTime<Utc>,
-    /// Reference window end (exclusive).
-    pub reference_end: DateTime<Utc>,
+    /// The reference the current data was compared with.
+    pub reference: DriftReferenceBody,
+    /// Reference window start (inclusive), for a time-window reference.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference_start: Option<DateTime<Utc>>,
+    /// Reference window end (exclusive), for a time-window reference.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference_end: Option<DateTime<Utc>>,
     /// Current window start (inclusive).
     pub current_start: DateTime<Utc>,
     /// Current window end (exclusive).
     pub current_end: DateTime<Utc>,
-    /// Per-feature results.
+    /// The monitoring configuration version that chose methods and thresholds (none: the
+    /// defaults).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_version: Option<i64>,
+    /// Per-feature results over the whole current window.
     pub features: Vec<FeatureDriftBody>,
     /// Features that could not be compared.
     pub skipped: Vec<SkippedFeature>,
@@ -262,6 +283,120 @@ pub struct DriftResponse {
     pub dataset_drift_threshold: f64,
     /// Whether the dataset drifted.
     pub dataset_drift: bool,
+    /// Per-chunk results, when chunks were asked for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunks: Vec<DriftChunkBody>,
+}
+
+/// What a drift result was compared with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DriftReferenceBody {
+    /// `window` (the model's own traffic in a time range) or `uploaded` (a reference set).
+    pub kind: String,
+    /// Window start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<DateTime<Utc>>,
+    /// Window end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end: Option<DateTime<Utc>>,
+    /// Reference set id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Reference set name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// SHA-256 (hex) of the uploaded file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Rows in the uploaded file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+}
+
+/// Drift of one chunk of the current window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DriftChunkBody {
+    /// Chunk start (inclusive, whole hour).
+    pub start: DateTime<Utc>,
+    /// Chunk end (exclusive, whole hour).
+    pub end: DateTime<Utc>,
+    /// Rows with an event time in the chunk.
+    pub rows: u64,
+    /// Per-feature verdicts (same method and threshold as the whole window).
+    pub features: Vec<FeatureTestBody>,
+    /// Features without data in this chunk.
+    pub skipped: Vec<String>,
+    /// Drifted features.
+    pub drifted_features: usize,
+    /// Compared features.
+    pub total_features: usize,
+    /// `drifted_features / total_features`.
+    pub drift_share: f64,
+    /// Whether the chunk counts as dataset drift.
+    pub dataset_drift: bool,
+}
+
+/// One feature's statistic in one chunk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FeatureTestBody {
+    /// The feature.
+    pub feature: String,
+    /// The statistic's value.
+    pub statistic: f64,
+    /// The p-value, for the tests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p_value: Option<f64>,
+    /// The threshold.
+    pub threshold: f64,
+    /// Whether it drifted.
+    pub drifted: bool,
+}
+
+/// An uploaded reference data set (`POST /api/v1/models/{model}/reference`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ReferenceInfo {
+    /// Public id.
+    pub id: String,
+    /// The model.
+    pub model: String,
+    /// Name (the uploader's, or the file's).
+    pub name: String,
+    /// Rows in the file.
+    pub rows: u64,
+    /// SHA-256 (hex) of the uploaded bytes.
+    pub sha256: String,
+    /// The label column, if the file carried labels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label_field: Option<String>,
+    /// Who uploaded it (an actor id).
+    pub uploaded_by: String,
+    /// When.
+    pub uploaded_at: DateTime<Utc>,
+}
+
+/// `GET /api/v1/models/{model}/reference`: the model's reference sets, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ReferenceList {
+    /// Reference sets; drift uses the first unless told otherwise.
+    pub references: Vec<ReferenceInfo>,
+}
+
+/// A model's monitoring configuration in force.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MonitoringConfigBody {
+    /// The model.
+    pub model: String,
+    /// Version (absent: never configured, the defaults apply).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<i64>,
+    /// Who made this version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updated_by: Option<String>,
+    /// When.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<DateTime<Utc>>,
+    /// The configuration (see `MonitoringConfig`).
+    pub config: serde_json::Value,
 }
 
 /// Rows ingested per hour.

@@ -4,9 +4,11 @@
 
 use crate::auth::{Authorized, audit_for};
 use crate::context::RequestContext;
+use crate::drift::{self, Chunking, ReferenceSpec};
 use crate::error::ApiError;
 use crate::ingest::{self, BodyFormat};
 use crate::query;
+use crate::reference;
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
@@ -14,13 +16,14 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use chrono::{DateTime, Duration, Utc};
-use custos_core::{Action, ModelName, ModelSchema, ModelSpec, parse_grant};
+use custos_core::{Action, ModelName, ModelSchema, ModelSpec, MonitoringConfig, parse_grant};
 use custos_crypto::token::{TokenPrefix, display_prefix, generate_token};
 use custos_proto::{
     AuditPage, AuditRecordBody, CreateTokenRequest, CreatedToken, DriftResponse,
-    FeatureProfileResponse, Health, IngestResponse, LabelResponse, ModelInfo, ModelList, ScopeSpec,
-    TokenInfo, TokenList, VolumeResponse,
+    FeatureProfileResponse, Health, IngestResponse, LabelResponse, ModelInfo, ModelList,
+    MonitoringConfigBody, ScopeSpec, TokenInfo, TokenList, VolumeResponse,
 };
+use custos_tabular::TabularFormat;
 use serde::Deserialize;
 use utoipa::{IntoParams, OpenApi};
 
@@ -30,8 +33,9 @@ use utoipa::{IntoParams, OpenApi};
     info(title = "Custos API", description = "Self-hosted, security-first ML monitoring."),
     paths(
         healthz, list_models, create_model, get_model, post_predictions, post_labels,
-        get_volume, get_profile, get_drift, list_tokens, create_token, revoke_token,
-        get_audit, verify_audit
+        get_volume, get_profile, get_drift, get_monitoring, put_monitoring, post_reference,
+        list_references, list_tokens,
+        create_token, revoke_token, get_audit, verify_audit
     ),
     components(schemas(
         custos_proto::ErrorBody, custos_proto::ErrorCode, custos_proto::RowErrorBody, Health,
@@ -41,7 +45,10 @@ use utoipa::{IntoParams, OpenApi};
         CreateTokenRequest, CreatedToken, TokenInfo, TokenList, FeatureProfileResponse,
         DriftResponse, custos_proto::FeatureDriftBody, custos_proto::DriftBin,
         custos_proto::SkippedFeature, VolumeResponse, custos_proto::VolumePoint, AuditPage,
-        AuditRecordBody
+        AuditRecordBody, custos_proto::DriftReferenceBody, custos_proto::DriftChunkBody,
+        custos_proto::FeatureTestBody, MonitoringConfigBody, MonitoringConfig,
+        custos_core::DriftConfig, custos_core::MethodSetting, custos_core::QualityConfig,
+        custos_core::PerformanceConfig, custos_proto::ReferenceInfo, custos_proto::ReferenceList
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -284,21 +291,27 @@ pub async fn get_profile(
     }))
 }
 
-/// The four window bounds of a drift query.
+/// The bounds of a drift query.
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct DriftQuery {
-    /// Reference window start, RFC 3339.
-    pub reference_start: DateTime<Utc>,
+    /// Reference window start, RFC 3339 (with `reference_end`: compare with the model's own
+    /// traffic in that window).
+    pub reference_start: Option<DateTime<Utc>>,
     /// Reference window end, RFC 3339.
-    pub reference_end: DateTime<Utc>,
+    pub reference_end: Option<DateTime<Utc>>,
+    /// An uploaded reference set's id; without it and without a window, the newest upload.
+    pub reference: Option<String>,
     /// Current window start, RFC 3339.
     pub current_start: DateTime<Utc>,
     /// Current window end, RFC 3339.
     pub current_end: DateTime<Utc>,
+    /// Per-chunk results too: `hour`, `day`, `week` or `rows:N`.
+    pub chunk: Option<String>,
 }
 
-/// Per-feature drift (PSI and Jensen–Shannon distance) between two windows, from stored
-/// profiles only.
+/// Per-feature drift between a reference (an uploaded reference set or a time window) and the
+/// current window, optionally per chunk, from stored profiles only. Each feature's statistic
+/// and threshold come from the model's monitoring configuration, else the default rule.
 #[utoipa::path(get, path = "/api/v1/models/{model}/drift",
     params(("model" = String, Path), DriftQuery),
     responses((status = 200, body = DriftResponse), (status = 400, body = custos_proto::ErrorBody)))]
@@ -309,18 +322,207 @@ pub async fn get_drift(
 ) -> Result<Json<DriftResponse>, ApiError> {
     let Query(q) = q.map_err(|_| {
         ApiError::bad_request(
-            "reference_start, reference_end, current_start and current_end are required RFC 3339 times",
+            "current_start and current_end are required RFC 3339 times; reference_start and \
+             reference_end, when given, too",
         )
     })?;
+    let reference = match (q.reference_start, q.reference_end, q.reference) {
+        (Some(start), Some(end), None) => ReferenceSpec::Window(start, end),
+        (None, None, uid) => ReferenceSpec::Uploaded(uid),
+        _ => {
+            return Err(ApiError::bad_request(
+                "give either reference_start and reference_end, or reference, or neither (the \
+                 newest uploaded reference)",
+            ));
+        }
+    };
+    let chunking = match q.chunk.as_deref() {
+        None => Chunking::None,
+        Some(raw) => Chunking::parse(raw)?,
+    };
     let entry = state.model(&model_name(&model)?).await?;
-    query::drift(
+    drift::drift(
         &state,
         &entry,
-        (q.reference_start, q.reference_end),
+        &reference,
         (q.current_start, q.current_end),
+        chunking,
     )
     .await
     .map(Json)
+}
+
+fn monitoring_body(
+    entry: &crate::state::ModelEntry,
+    row: Option<custos_store::MonitoringConfigRow>,
+) -> Result<MonitoringConfigBody, ApiError> {
+    let model = entry.schema.name().to_string();
+    Ok(match row {
+        None => MonitoringConfigBody {
+            model,
+            version: None,
+            updated_by: None,
+            updated_at: None,
+            config: serde_json::to_value(MonitoringConfig::default())
+                .map_err(ApiError::internal)?,
+        },
+        Some(row) => MonitoringConfigBody {
+            model,
+            version: Some(row.version),
+            updated_by: Some(row.created_by),
+            updated_at: Some(row.created_at),
+            config: serde_json::from_str(&row.config_json).map_err(ApiError::internal)?,
+        },
+    })
+}
+
+/// The model's monitoring configuration in force (the defaults if it was never set).
+#[utoipa::path(get, path = "/api/v1/models/{model}/monitoring", params(("model" = String, Path)),
+    responses((status = 200, body = MonitoringConfigBody)))]
+pub async fn get_monitoring(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+) -> Result<Json<MonitoringConfigBody>, ApiError> {
+    let entry = state.model(&model_name(&model)?).await?;
+    let row = state.store.monitoring_config(entry.id).await?;
+    monitoring_body(&entry, row).map(Json)
+}
+
+/// Replaces the model's monitoring configuration with a new version. Every version is kept;
+/// the change and its before/after are audited in the same transaction.
+#[utoipa::path(put, path = "/api/v1/models/{model}/monitoring", params(("model" = String, Path)),
+    request_body = MonitoringConfig,
+    responses((status = 200, body = MonitoringConfigBody), (status = 400, body = custos_proto::ErrorBody)))]
+pub async fn put_monitoring(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+    Extension(who): Extension<Authorized>,
+    Extension(ctx): Extension<RequestContext>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<MonitoringConfigBody>, ApiError> {
+    let raw = body(raw, state.config.limits.max_body_bytes)?;
+    let config: MonitoringConfig = parse_json(&raw)?;
+    let entry = state.model(&model_name(&model)?).await?;
+    config
+        .check(&entry.schema)
+        .map_err(|errors| ApiError::bad_request(errors.join("; ")))?;
+    let before = state.store.monitoring_config(entry.id).await?;
+    let before_json: serde_json::Value = match &before {
+        Some(row) => serde_json::from_str(&row.config_json).map_err(ApiError::internal)?,
+        None => serde_json::Value::Null,
+    };
+    let config_json = serde_json::to_string(&config).map_err(ApiError::internal)?;
+    let audit = audit_for(
+        &state,
+        &ctx,
+        &who,
+        "monitoring.update",
+        format!("model/{}", entry.schema.name()),
+        serde_json::json!({ "before": before_json, "after": config }),
+    );
+    state
+        .store
+        .insert_monitoring_config(
+            entry.id,
+            &config_json,
+            &who.principal.actor_id(),
+            state.clock.now(),
+            &audit,
+        )
+        .await?;
+    let row = state.store.monitoring_config(entry.id).await?;
+    monitoring_body(&entry, row).map(Json)
+}
+
+/// Options of a reference upload.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ReferenceQuery {
+    /// The column holding ground-truth labels, if the file has one.
+    pub label_field: Option<String>,
+    /// A name for people (at most 200 characters).
+    pub name: Option<String>,
+}
+
+/// Uploads a reference data set (training data): CSV (`text/csv`), NDJSON
+/// (`application/x-ndjson`) or Parquet (`application/vnd.apache.parquet`). Rows are validated
+/// and masked like live traffic and profiled; only the sealed profiles are stored. Drift
+/// compares with the newest reference unless told otherwise.
+#[utoipa::path(post, path = "/api/v1/models/{model}/reference",
+    params(("model" = String, Path), ReferenceQuery),
+    request_body(content = Vec<u8>, description = "the file", content_type = "text/csv"),
+    responses((status = 201, body = custos_proto::ReferenceInfo),
+              (status = 422, body = custos_proto::ErrorBody),
+              (status = 413, body = custos_proto::ErrorBody)))]
+pub async fn post_reference(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+    Extension(who): Extension<Authorized>,
+    Extension(ctx): Extension<RequestContext>,
+    headers: HeaderMap,
+    q: Result<Query<ReferenceQuery>, axum::extract::rejection::QueryRejection>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<custos_proto::ReferenceInfo>), ApiError> {
+    let Query(q) = q.map_err(|_| ApiError::bad_request("invalid query parameters"))?;
+    let raw = body(raw, state.config.limits.max_reference_bytes)?;
+    let format = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(TabularFormat::from_content_type)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "Content-Type must be text/csv, application/x-ndjson or \
+                 application/vnd.apache.parquet",
+            )
+        })?;
+    if let Some(name) = &q.name
+        && (name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control))
+    {
+        return Err(ApiError::bad_request(
+            "name must be 1 to 200 characters without control characters",
+        ));
+    }
+    let label_field = q
+        .label_field
+        .map(|raw| {
+            custos_core::FieldName::parse(&raw)
+                .map(|f| f.to_string())
+                .map_err(|e| ApiError::bad_request(format!("label_field: {e}")))
+        })
+        .transpose()?;
+    let entry = state.model(&model_name(&model)?).await?;
+    let info = reference::upload(
+        &state,
+        entry,
+        &who,
+        &ctx,
+        raw,
+        format,
+        reference::UploadOptions {
+            label_field,
+            name: q.name,
+        },
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(info)))
+}
+
+/// The model's reference data sets, newest first.
+#[utoipa::path(get, path = "/api/v1/models/{model}/reference", params(("model" = String, Path)),
+    responses((status = 200, body = custos_proto::ReferenceList)))]
+pub async fn list_references(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+) -> Result<Json<custos_proto::ReferenceList>, ApiError> {
+    let entry = state.model(&model_name(&model)?).await?;
+    let name = entry.schema.name().to_string();
+    let references = state
+        .store
+        .references(entry.id)
+        .await?
+        .iter()
+        .map(|row| reference::reference_info(&name, row))
+        .collect();
+    Ok(Json(custos_proto::ReferenceList { references }))
 }
 
 fn token_info(row: custos_store::TokenRow) -> TokenInfo {

@@ -113,6 +113,10 @@ pub struct LimitsConfig {
     pub max_concurrent_ingest: usize,
     /// Failed authentications allowed per client address per minute before 429.
     pub auth_failures_per_minute: u32,
+    /// Largest reference file, in bytes (uploads hold the decoded file in memory).
+    pub max_reference_bytes: usize,
+    /// Most rows in one reference file.
+    pub max_reference_rows: usize,
 }
 
 impl Default for LimitsConfig {
@@ -123,6 +127,8 @@ impl Default for LimitsConfig {
             request_timeout_seconds: 60,
             max_concurrent_ingest: 4,
             auth_failures_per_minute: 30,
+            max_reference_bytes: 256 * 1024 * 1024,
+            max_reference_rows: 1_000_000,
         }
     }
 }
@@ -277,9 +283,14 @@ fn env_value(raw: &str) -> toml::Value {
 
 fn check(config: &Config) -> Result<(), ConfigError> {
     let l = &config.limits;
-    if l.max_body_bytes < 1024 || l.max_batch_rows == 0 || l.max_concurrent_ingest == 0 {
+    if l.max_body_bytes < 1024
+        || l.max_batch_rows == 0
+        || l.max_concurrent_ingest == 0
+        || l.max_reference_bytes < 1024
+        || l.max_reference_rows == 0
+    {
         return Err(ConfigError::Invalid(
-            "limits must be positive (max_body_bytes at least 1024)".into(),
+            "limits must be positive (max_body_bytes and max_reference_bytes at least 1024)".into(),
         ));
     }
     let d = &config.drift;

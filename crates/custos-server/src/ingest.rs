@@ -9,6 +9,7 @@
 
 use crate::error::ApiError;
 use crate::state::{AppState, ModelEntry};
+use custos_core::monitoring::stats_kind;
 use custos_core::{
     Column, EventKey, HourBucket, IngestLimits, MaskedRecord, MaskedValue, ModelSchema, Partition,
     ProfileKind, RowError, mask, validate_label, validate_row,
@@ -100,6 +101,17 @@ pub fn validate_and_mask(
     limits: &IngestLimits,
     pseudonymizer: &dyn custos_core::Pseudonymizer,
 ) -> Result<Vec<MaskedRecord>, ApiError> {
+    validate_and_mask_rows(schema, rows, limits, pseudonymizer).map_err(ApiError::invalid_rows)
+}
+
+/// [`validate_and_mask`] with the row errors returned as they are, for callers that add
+/// problems of their own before answering.
+pub fn validate_and_mask_rows(
+    schema: &ModelSchema,
+    rows: &[Value],
+    limits: &IngestLimits,
+    pseudonymizer: &dyn custos_core::Pseudonymizer,
+) -> Result<Vec<MaskedRecord>, Vec<RowError>> {
     let mut errors = Vec::new();
     let mut masked = Vec::with_capacity(rows.len());
     let mut first_seen: HashMap<EventKey, usize> = HashMap::with_capacity(rows.len());
@@ -126,14 +138,7 @@ pub fn validate_and_mask(
     if errors.is_empty() {
         Ok(masked)
     } else {
-        Err(ApiError::invalid_rows(errors))
-    }
-}
-
-fn stats_kind(kind: ProfileKind) -> custos_stats::ProfileKind {
-    match kind {
-        ProfileKind::Numeric => custos_stats::ProfileKind::Numeric,
-        ProfileKind::Categorical => custos_stats::ProfileKind::Categorical,
+        Err(errors)
     }
 }
 

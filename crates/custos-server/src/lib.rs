@@ -10,12 +10,14 @@ pub mod auth;
 pub mod bootstrap;
 pub mod config;
 pub mod context;
+pub mod drift;
 pub mod error;
 pub mod ingest;
 pub mod jobs;
 pub mod keys;
 pub mod policy;
 pub mod query;
+pub mod reference;
 pub mod sessions;
 pub mod state;
 pub mod ui;
@@ -97,6 +99,16 @@ pub fn router(state: AppState) -> Router {
             get(api::get_profile),
         )
         .route("/api/v1/models/{model}/drift", get(api::get_drift))
+        .route(
+            "/api/v1/models/{model}/monitoring",
+            get(api::get_monitoring).put(api::put_monitoring),
+        )
+        .route(
+            "/api/v1/models/{model}/reference",
+            get(api::list_references)
+                .post(api::post_reference)
+                .layer(DefaultBodyLimit::max(limits.max_reference_bytes)),
+        )
         .route(
             "/api/v1/tokens",
             get(api::list_tokens).post(api::create_token),

@@ -75,6 +75,26 @@ pub const POLICY: &[(&str, &str, Requirement)] = &[
         "/api/v1/models/{model}/drift",
         Auth(Action::DriftRead, ModelInPath),
     ),
+    (
+        "GET",
+        "/api/v1/models/{model}/monitoring",
+        Auth(Action::ModelsRead, ModelInPath),
+    ),
+    (
+        "PUT",
+        "/api/v1/models/{model}/monitoring",
+        Auth(Action::MonitorsWrite, ModelInPath),
+    ),
+    (
+        "GET",
+        "/api/v1/models/{model}/reference",
+        Auth(Action::ModelsRead, ModelInPath),
+    ),
+    (
+        "POST",
+        "/api/v1/models/{model}/reference",
+        Auth(Action::ReferencesWrite, ModelInPath),
+    ),
     ("GET", "/api/v1/tokens", Auth(Action::TokensManage, NoModel)),
     (
         "POST",

@@ -8,6 +8,7 @@
 
 use crate::auth::{Authorized, SESSION_COOKIE, SignInError, cookie, sign_in};
 use crate::context::RequestContext;
+use crate::drift::{Chunking, ReferenceSpec};
 use crate::error::ApiError;
 use crate::query;
 use crate::state::AppState;
@@ -306,8 +307,24 @@ pub async fn model_page(
         (Some(a), Some(b), Some(c), Some(d)) => Some(((a, b), (c, d))),
         _ => volume.as_deref().and_then(default_windows),
     };
+    // An uploaded reference wins over the default window unless the page was asked for a
+    // window; the current window is the default one either way.
+    let has_upload = !state.store.references(entry.id).await?.is_empty();
+    let explicit = q.reference_start.is_some() && q.reference_end.is_some();
     let drift = match windows {
-        Some((reference, current)) => Some(query::drift(&state, &entry, reference, current).await?),
+        Some(((a, b), current)) => {
+            let reference = if has_upload && !explicit {
+                ReferenceSpec::Uploaded(None)
+            } else {
+                ReferenceSpec::Window(a, b)
+            };
+            let chunking = if (current.1 - current.0) > Duration::hours(48) {
+                Chunking::Hours(24)
+            } else {
+                Chunking::Hours(1)
+            };
+            Some(crate::drift::drift(&state, &entry, &reference, current, chunking).await?)
+        }
         None => None,
     };
     Ok(with_csrf(&headers, |csrf| {
@@ -358,10 +375,25 @@ pub async fn model_page(
     }))
 }
 
+fn reference_text(d: &DriftResponse) -> String {
+    match (&d.reference.name, d.reference.start, d.reference.end) {
+        (Some(name), _, _) => format!(
+            "Reference set \u{201c}{name}\u{201d} ({} rows)",
+            d.reference.rows.unwrap_or_default()
+        ),
+        (None, Some(start), Some(end)) => format!(
+            "Reference {} – {}",
+            start.format("%Y-%m-%d %H:%M"),
+            end.format("%Y-%m-%d %H:%M")
+        ),
+        _ => "Reference".into(),
+    }
+}
+
 fn drift_section(d: &DriftResponse) -> Markup {
     html! {
         p {
-            "Reference " (d.reference_start.format("%Y-%m-%d %H:%M")) " – " (d.reference_end.format("%Y-%m-%d %H:%M"))
+            (reference_text(d))
             " vs. current " (d.current_start.format("%Y-%m-%d %H:%M")) " – " (d.current_end.format("%Y-%m-%d %H:%M")) " UTC. "
             strong.{ @if d.dataset_drift { "bad" } @else { "good" } } {
                 (d.drifted_features) " of " (d.total_features) " features drifted"
@@ -369,20 +401,62 @@ fn drift_section(d: &DriftResponse) -> Markup {
             }
         }
         table.drift {
-            thead { tr { th { "Feature" } th { "Kind" } th.num { "PSI" } th.num { "JS distance" } th { "Verdict" } th { "Reference vs. current" } } }
+            thead { tr { th { "Feature" } th { "Kind" } th { "Method" } th.num { "Statistic" } th.num { "Threshold" } th { "Verdict" } th { "Reference vs. current" } } }
             tbody {
                 @for f in &d.features {
                     tr {
                         td { (f.feature) }
                         td { (f.kind) }
-                        td.num { (format!("{:.3}", f.psi)) }
-                        td.num { (format!("{:.3}", f.jensen_shannon)) }
-                        td { @if f.drifted { span.bad { "drift" } } @else { span.good { "ok" } } " " small.muted { (f.method) " ≥ " (f.threshold) } }
+                        td { (f.method) }
+                        td.num { (format!("{:.4}", f.statistic)) @if let Some(p) = f.p_value { br; small.muted { "p = " (format!("{p:.3e}")) } } }
+                        td.num { (format!("{:.3}", f.threshold)) br; small.muted { (f.threshold_source) } }
+                        td { @if f.drifted { span.bad { "drift" } } @else { span.good { "ok" } } }
                         td { (bins_chart(&f.bins)) }
                     }
                 }
                 @for s in &d.skipped {
-                    tr { td { (s.feature) } td colspan="5" { span.muted { (s.reason) } } }
+                    tr { td { (s.feature) } td colspan="6" { span.muted { (s.reason) } } }
+                }
+            }
+        }
+        @if !d.chunks.is_empty() {
+            h3 { "Drift over time" }
+            (drift_over_time(d))
+        }
+    }
+}
+
+/// Features × chunks: one cell per chunk, red when the feature drifted in that chunk.
+fn drift_over_time(d: &DriftResponse) -> Markup {
+    html! {
+        table.timeline {
+            thead {
+                tr {
+                    th { "Feature" }
+                    @for c in &d.chunks { th.cell title=(c.start.format("%Y-%m-%d %H:00")) { (c.start.format("%d %Hh")) } }
+                }
+            }
+            tbody {
+                @for f in &d.features {
+                    tr {
+                        td { (f.feature) }
+                        @for c in &d.chunks {
+                            @match c.features.iter().find(|t| t.feature == f.feature) {
+                                Some(t) => {
+                                    td.cell.{ @if t.drifted { "bad-cell" } @else { "good-cell" } }
+                                        title=(format!("{}: {:.4} (threshold {:.3})", c.start.format("%Y-%m-%d %H:00"), t.statistic, t.threshold)) { }
+                                }
+                                None => { td.cell.empty-cell title="no data" { } }
+                            }
+                        }
+                    }
+                }
+                tr {
+                    td { strong { "dataset" } }
+                    @for c in &d.chunks {
+                        td.cell.{ @if c.dataset_drift { "bad-cell" } @else { "good-cell" } }
+                            title=(format!("{} of {} features drifted, {} rows", c.drifted_features, c.total_features, c.rows)) { }
+                    }
                 }
             }
         }

@@ -14,15 +14,23 @@
 //! pre-1.0 API stays inside this crate.
 
 mod categorical;
+mod cbpe;
 mod codec;
 mod distinct;
 mod drift;
 mod error;
 mod numeric;
+mod performance;
 mod profile;
+mod quality;
 mod statistics;
 
 pub use categorical::{CategoricalProfile, EXACT_LIMIT, SKETCH_MAP_SIZE};
+pub use cbpe::{
+    CALIBRATION_AUC_CEILING, CALIBRATION_FOLDS, Calibration, CbpeEstimate, CbpeModel, ECE_BINS,
+    MetricEstimate, SAMPLING_ERROR_RANGE, SamplingErrorComponents, StdFraction, estimate,
+    needs_calibration,
+};
 pub use drift::{
     BinComparison, DEFAULT_DRIFT_SHARE, DEFAULT_JS_THRESHOLD, DEFAULT_PSI_THRESHOLD, DatasetDrift,
     DriftMethod, DriftThresholds, FeatureDrift, MAX_CATEGORY_BINS, MIN_CATEGORY_SHARE, NEW_LABEL,
@@ -30,9 +38,21 @@ pub use drift::{
 };
 pub use error::StatsError;
 pub use numeric::{KLL_K, NumericProfile};
+pub use performance::{
+    BinaryConfusion, BinaryMetrics, BinaryPerformance, ClassMetrics, LOG_LOSS_EPSILON,
+    MAPE_EPSILON, MAX_CLASSES, MAX_TOTAL_SCORE_BINS, MulticlassMetrics, MulticlassPerformance,
+    PERFORMANCE_FORMAT_VERSION, PERFORMANCE_MAGIC, PerformanceKind, PerformanceMetrics,
+    PerformanceProfile, RegressionMetrics, RegressionPerformance, SCORE_BIN_COUNT,
+    SCORE_BINS_PER_UNIT, ScoreHistogram, roc_auc,
+};
 pub use profile::{
     CategoricalSummary, FORMAT_VERSION, FeatureProfile, MAGIC, NumericSummary, ProfileKind,
     ProfileSummary, SUMMARY_QUANTILES, SUMMARY_TOP, SummaryDetail,
+};
+pub use quality::{
+    DEFAULT_VOLUME_K, Freshness, FreshnessVerdict, OutOfRange, QualityReport, UNSEEN_TOP,
+    UnseenCategories, VolumeCheck, VolumeVerdict, freshness, invalid_share, missing_share,
+    out_of_range, quality_report, unseen_categories, volume_anomaly,
 };
 pub use statistics::{
     CHI_SQUARE_MIN_EXPECTED, DEFAULT_P_VALUE_THRESHOLD, DEFAULT_WASSERSTEIN_THRESHOLD, KS_GRID,

@@ -6,7 +6,9 @@
 //! answers from each.
 
 use crate::StoreError;
-use crate::types::{ModelRow, StoredBatch, StoredProfile, TokenRow};
+use crate::types::{
+    ModelRow, MonitoringConfigRow, ReferenceRow, StoredBatch, StoredProfile, TokenRow,
+};
 use chrono::{DateTime, Utc};
 use custos_core::{HourBucket, Partition};
 use custos_crypto::WrappedKey;
@@ -138,5 +140,53 @@ pub(crate) fn token_row(
         expires_at: time(expires_at)?,
         revoked_at: opt_time(revoked_at)?,
         last_used_at: opt_time(last_used_at)?,
+    })
+}
+
+/// The `reference_sets` columns as selected, in [`REFERENCE_COLUMNS`] order.
+pub(crate) type ReferenceTuple = (
+    i64,
+    String,
+    i64,
+    String,
+    Vec<u8>,
+    i64,
+    Option<String>,
+    i64,
+    String,
+    i64,
+);
+
+/// The select list matching [`ReferenceTuple`].
+pub(crate) const REFERENCE_COLUMNS: &str = "id, uid, model_id, name, sha256, row_count, \
+     label_field, partition, created_by, created_at";
+
+/// [`ReferenceTuple`] → [`ReferenceRow`].
+pub(crate) fn reference_row(
+    (id, uid, model_id, name, sha256, rows, label_field, partition, created_by, created_at): ReferenceTuple,
+) -> Result<ReferenceRow, StoreError> {
+    Ok(ReferenceRow {
+        id,
+        uid,
+        model_id,
+        name,
+        sha256: hash32(&sha256)?,
+        row_count: count_out(rows)?,
+        label_field,
+        partition: Partition(partition),
+        created_by,
+        created_at: time(created_at)?,
+    })
+}
+
+/// `(version, config_json, created_by, created_at)` → [`MonitoringConfigRow`].
+pub(crate) fn monitoring_config_row(
+    (version, config_json, created_by, created_at): (i64, String, String, i64),
+) -> Result<MonitoringConfigRow, StoreError> {
+    Ok(MonitoringConfigRow {
+        version,
+        config_json,
+        created_by,
+        created_at: time(created_at)?,
     })
 }

@@ -27,8 +27,8 @@ pub mod testing;
 
 pub use error::StoreError;
 pub use types::{
-    AuditRow, IngestCommit, LabelOutcome, LabelRow, ModelRow, NewToken, ProfileDelta, StoredBatch,
-    StoredProfile, TokenRow,
+    AuditRow, IngestCommit, LabelOutcome, LabelRow, ModelRow, MonitoringConfigRow, NewReference,
+    NewToken, ProfileDelta, ReferenceRow, StoredBatch, StoredLabel, StoredProfile, TokenRow,
 };
 pub use url::redact_url;
 
@@ -314,6 +314,77 @@ impl Store {
             ));
         }
         dispatch!(self, db => db.upsert_labels(model_id, labels, now))
+    }
+
+    /// The stored labels of those events (asked in chunks of at most 500); events without a
+    /// label are simply absent from the answer.
+    pub async fn labels_for(
+        &self,
+        model_id: i64,
+        keys: &[EventKey],
+    ) -> Result<Vec<StoredLabel>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        dispatch!(self, db => db.labels_for(model_id, keys))
+    }
+
+    // ---- monitoring configuration ----
+
+    /// Stores a new version of a model's monitoring configuration and appends `audit` in the
+    /// same transaction; returns the version number (1 for the first). Versions are never
+    /// changed or removed. An unknown model is [`StoreError::NotFound`].
+    pub async fn insert_monitoring_config(
+        &self,
+        model_id: i64,
+        config_json: &str,
+        created_by: &str,
+        now: DateTime<Utc>,
+        audit: &AuditEvent,
+    ) -> Result<i64, StoreError> {
+        dispatch!(self, db => db.insert_monitoring_config(model_id, config_json, created_by, now, audit))
+    }
+
+    /// The configuration version in force (the highest), if the model has any.
+    pub async fn monitoring_config(
+        &self,
+        model_id: i64,
+    ) -> Result<Option<MonitoringConfigRow>, StoreError> {
+        dispatch!(self, db => db.monitoring_config(model_id))
+    }
+
+    // ---- reference data sets ----
+
+    /// Stores a reference data set's description and sealed profiles, and appends `audit`, in
+    /// one transaction. Profiles sealed for another model or partition are
+    /// [`StoreError::Conflict`]; an unknown model is [`StoreError::NotFound`].
+    pub async fn create_reference(
+        &self,
+        reference: &NewReference,
+        now: DateTime<Utc>,
+        audit: &AuditEvent,
+    ) -> Result<ReferenceRow, StoreError> {
+        if reference.profiles.iter().any(|(_, sealed)| {
+            sealed.model_id() != reference.model_id || sealed.partition() != reference.partition
+        }) {
+            return Err(StoreError::Conflict(
+                "a reference profile is sealed for another model or partition".into(),
+            ));
+        }
+        dispatch!(self, db => db.create_reference(reference, now, audit))
+    }
+
+    /// A model's reference data sets, newest first.
+    pub async fn references(&self, model_id: i64) -> Result<Vec<ReferenceRow>, StoreError> {
+        dispatch!(self, db => db.references(model_id))
+    }
+
+    /// The sealed profiles of one reference data set, by column name.
+    pub async fn reference_profiles(
+        &self,
+        reference_id: i64,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        dispatch!(self, db => db.reference_profiles(reference_id))
     }
 
     // ---- tokens ----

@@ -11,18 +11,19 @@
 //! `UNNEST(...)`), so the SQL text is always static.
 
 use crate::convert::{
-    TokenTuple, count_out, hash32, micros, model_row, stored_batch, stored_profile, time,
-    token_row, wrapped,
+    REFERENCE_COLUMNS, ReferenceTuple, TokenTuple, count_in, count_out, hash32, micros, model_row,
+    monitoring_config_row, reference_row, stored_batch, stored_profile, time, token_row, wrapped,
 };
 use crate::error::is_unique_violation;
 use crate::types::{
-    AuditRow, IngestCommit, LabelOutcome, LabelRow, ModelRow, NewToken, StoredBatch, StoredProfile,
-    TokenRow,
+    AuditRow, IngestCommit, LabelOutcome, LabelRow, ModelRow, MonitoringConfigRow, NewReference,
+    NewToken, ReferenceRow, StoredBatch, StoredLabel, StoredProfile, TokenRow,
 };
 use crate::{StoreError, audit};
 use chrono::{DateTime, Utc};
 use custos_core::{AuditEvent, EventKey, HourBucket, Partition};
 use custos_crypto::{SealedBlob, WrappedKey};
+use sqlx::AssertSqlSafe;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ops::Range;
@@ -545,6 +546,163 @@ impl PgDb {
     }
 
     // ---- audit ----
+
+    pub(crate) async fn labels_for(
+        &self,
+        model_id: i64,
+        keys: &[EventKey],
+    ) -> Result<Vec<StoredLabel>, StoreError> {
+        let unique: Vec<EventKey> = keys
+            .iter()
+            .copied()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut found = Vec::new();
+        for chunk in unique.chunks(CHUNK) {
+            let keys: Vec<Vec<u8>> = chunk.iter().map(|k| k.0.to_vec()).collect();
+            let rows: Vec<(Vec<u8>, i64, Vec<u8>)> = sqlx::query_as(
+                "SELECT l.event_key, l.partition, l.ciphertext FROM UNNEST($2::bytea[]) AS asked (k) \
+                 JOIN labels l ON l.model_id = $1 AND l.event_key = asked.k",
+            )
+            .bind(model_id)
+            .bind(keys)
+            .fetch_all(&self.pool)
+            .await?;
+            for (key, partition, ciphertext) in rows {
+                found.push(StoredLabel {
+                    event_key: EventKey(hash32(&key)?),
+                    partition: Partition(partition),
+                    ciphertext,
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    // ---- monitoring configuration ----
+
+    pub(crate) async fn insert_monitoring_config(
+        &self,
+        model_id: i64,
+        config_json: &str,
+        created_by: &str,
+        now: DateTime<Utc>,
+        event: &AuditEvent,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let version: i64 = sqlx::query_scalar(
+            "INSERT INTO monitoring_configs (model_id, version, config_json, created_by, created_at) \
+             SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4 FROM monitoring_configs \
+             WHERE model_id = $5 RETURNING version",
+        )
+        .bind(model_id)
+        .bind(config_json)
+        .bind(created_by)
+        .bind(micros(now))
+        .bind(model_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(model_write_err)?;
+        append_audit_in(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(version)
+    }
+
+    pub(crate) async fn monitoring_config(
+        &self,
+        model_id: i64,
+    ) -> Result<Option<MonitoringConfigRow>, StoreError> {
+        let row: Option<(i64, String, String, i64)> = sqlx::query_as(
+            "SELECT version, config_json, created_by, created_at FROM monitoring_configs \
+             WHERE model_id = $1 ORDER BY version DESC LIMIT 1",
+        )
+        .bind(model_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(monitoring_config_row).transpose()
+    }
+
+    // ---- reference data sets ----
+
+    pub(crate) async fn create_reference(
+        &self,
+        reference: &NewReference,
+        now: DateTime<Utc>,
+        event: &AuditEvent,
+    ) -> Result<ReferenceRow, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO reference_sets (uid, model_id, name, sha256, row_count, label_field, \
+             partition, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+        )
+        .bind(&reference.uid)
+        .bind(reference.model_id)
+        .bind(&reference.name)
+        .bind(&reference.sha256[..])
+        .bind(count_in(reference.row_count)?)
+        .bind(reference.label_field.as_deref())
+        .bind(reference.partition.0)
+        .bind(&reference.created_by)
+        .bind(micros(now))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(model_write_err)?;
+        for (column, sealed) in &reference.profiles {
+            sqlx::query(
+                "INSERT INTO reference_profiles (reference_id, column_name, ciphertext) \
+                 VALUES ($1, $2, $3)",
+            )
+            .bind(id)
+            .bind(column)
+            .bind(sealed.ciphertext())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict(format!("column `{column}` is profiled twice"))
+                } else {
+                    e.into()
+                }
+            })?;
+        }
+        append_audit_in(&mut tx, event).await?;
+        tx.commit().await?;
+        self.reference(id).await?.ok_or(StoreError::NotFound)
+    }
+
+    async fn reference(&self, id: i64) -> Result<Option<ReferenceRow>, StoreError> {
+        let row: Option<ReferenceTuple> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {REFERENCE_COLUMNS} FROM reference_sets WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(reference_row).transpose()
+    }
+
+    pub(crate) async fn references(&self, model_id: i64) -> Result<Vec<ReferenceRow>, StoreError> {
+        let rows: Vec<ReferenceTuple> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {REFERENCE_COLUMNS} FROM reference_sets WHERE model_id = $1 ORDER BY id DESC"
+        )))
+        .bind(model_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(reference_row).collect()
+    }
+
+    pub(crate) async fn reference_profiles(
+        &self,
+        reference_id: i64,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT column_name, ciphertext FROM reference_profiles WHERE reference_id = $1 \
+             ORDER BY column_name",
+        )
+        .bind(reference_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
 
     pub(crate) async fn append_audit(&self, event: &AuditEvent) -> Result<i64, StoreError> {
         let mut tx = self.pool.begin().await?;

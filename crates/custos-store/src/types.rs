@@ -92,6 +92,17 @@ pub struct LabelRow {
     pub sealed: SealedBlob,
 }
 
+/// A stored label, still sealed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredLabel {
+    /// The keyed index key of its event.
+    pub event_key: EventKey,
+    /// The partition whose data key sealed it.
+    pub partition: Partition,
+    /// The sealed label.
+    pub ciphertext: Vec<u8>,
+}
+
 /// What [`crate::Store::upsert_labels`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LabelOutcome {
@@ -168,4 +179,65 @@ pub struct AuditRow {
     pub record_json: String,
     /// `chain_hash(previous entry's hash, record_json)`.
     pub hash: [u8; 32],
+}
+
+/// One version of a model's monitoring configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitoringConfigRow {
+    /// 1 for the first configuration, one more for each change.
+    pub version: i64,
+    /// The configuration, as JSON.
+    pub config_json: String,
+    /// Who made this version.
+    pub created_by: String,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A reference data set to store: its description and its sealed per-column profiles.
+#[derive(Debug, Clone)]
+pub struct NewReference {
+    /// Public id (random), bound into each profile's associated data.
+    pub uid: String,
+    /// The model it belongs to.
+    pub model_id: i64,
+    /// A name for people (the file name, or one given by the uploader).
+    pub name: String,
+    /// SHA-256 of the uploaded bytes (lineage: which file the monitors compare against).
+    pub sha256: [u8; 32],
+    /// Rows in the file.
+    pub row_count: u64,
+    /// The column that held ground-truth labels, if any.
+    pub label_field: Option<String>,
+    /// The partition whose data key sealed the profiles.
+    pub partition: Partition,
+    /// Who uploaded it.
+    pub created_by: String,
+    /// Sealed profiles by column name.
+    pub profiles: Vec<(String, SealedBlob)>,
+}
+
+/// A stored reference data set (without its profiles).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferenceRow {
+    /// Store-assigned id.
+    pub id: i64,
+    /// Public id.
+    pub uid: String,
+    /// The model it belongs to.
+    pub model_id: i64,
+    /// Its name.
+    pub name: String,
+    /// SHA-256 of the uploaded bytes.
+    pub sha256: [u8; 32],
+    /// Rows in the file.
+    pub row_count: u64,
+    /// The label column, if any.
+    pub label_field: Option<String>,
+    /// The partition whose data key sealed its profiles.
+    pub partition: Partition,
+    /// Who uploaded it.
+    pub created_by: String,
+    /// When.
+    pub created_at: DateTime<Utc>,
 }

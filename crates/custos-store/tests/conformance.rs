@@ -24,7 +24,8 @@ use custos_core::{
 use custos_crypto::{BlobKind, DataKey, SealedBlob, WrappedKey, seal_batch, seal_blob};
 use custos_store::testing::TestStore;
 use custos_store::{
-    IngestCommit, LabelOutcome, LabelRow, ModelRow, NewToken, ProfileDelta, Store, StoreError,
+    IngestCommit, LabelOutcome, LabelRow, ModelRow, NewReference, NewToken, ProfileDelta, Store,
+    StoreError,
 };
 use serde_json::json;
 use sqlx::{Connection, PgConnection, SqliteConnection};
@@ -87,6 +88,9 @@ conformance!(
     audit_chain_detects_a_deleted_entry,
     audit_log_refuses_update_and_delete,
     audited_writes_fail_closed,
+    monitoring_config_versions,
+    references_store_and_list,
+    reference_writes_fail_closed,
 );
 
 // ---- fixtures ----
@@ -849,6 +853,39 @@ async fn labels_upsert_and_match(db: &TestStore) {
         LabelOutcome::default()
     );
 
+    // Reading back by key: the last label of each asked event, unknown keys absent, beyond
+    // one chunk of keys, and never another model's.
+    let mut asked: Vec<_> = (0..1_200).map(|i| key_of(&format!("none{i}"))).collect();
+    asked.extend([key_of("e1"), key_of("late"), key_of("e1")]);
+    let mut found = db.labels_for(m.id, &asked).await.unwrap();
+    found.sort_by_key(|l| l.event_key);
+    let mut expected = vec![key_of("e1"), key_of("late")];
+    expected.sort();
+    assert_eq!(
+        found.iter().map(|l| l.event_key).collect::<Vec<_>>(),
+        expected
+    );
+    for stored in &found {
+        assert_eq!(stored.partition, hour.partition());
+        let opened = custos_crypto::open_blob(
+            &key,
+            m.id,
+            stored.partition,
+            BlobKind::Label,
+            "amount",
+            &stored.ciphertext,
+        )
+        .unwrap();
+        let want: &[u8] = if stored.event_key == key_of("e1") {
+            b"1"
+        } else {
+            b"0"
+        };
+        assert_eq!(opened, want);
+    }
+    assert!(db.labels_for(m.id + 1, &asked).await.unwrap().is_empty());
+    assert!(db.labels_for(m.id, &[]).await.unwrap().is_empty());
+
     // A label sealed for another model is refused.
     let foreign = LabelRow {
         event_key: key_of("e1"),
@@ -1199,4 +1236,149 @@ async fn audited_writes_fail_closed(db: &TestStore) {
 
     assert!(db.append_audit(&event("auth.login", "x")).await.is_err());
     assert_eq!(db.verify_audit_chain().await.unwrap(), 1);
+}
+
+// ---- monitoring configuration and reference data sets ----
+
+async fn monitoring_config_versions(db: &TestStore) {
+    let m = model(db, "fraud-v3").await;
+    let other = model(db, "churn").await;
+    assert_eq!(db.monitoring_config(m.id).await.unwrap(), None);
+    let audit = event("monitoring.update", "model/fraud-v3");
+    let v1 = db
+        .insert_monitoring_config(m.id, r#"{"a":1}"#, "tok_1", t0(), &audit)
+        .await
+        .unwrap();
+    let v2 = db
+        .insert_monitoring_config(m.id, r#"{"a":2}"#, "tok_2", t0() + hours(1), &audit)
+        .await
+        .unwrap();
+    let o1 = db
+        .insert_monitoring_config(other.id, r#"{"b":1}"#, "tok_1", t0(), &audit)
+        .await
+        .unwrap();
+    assert_eq!((v1, v2, o1), (1, 2, 1), "versions count per model");
+    let current = db.monitoring_config(m.id).await.unwrap().unwrap();
+    assert_eq!(current.version, 2);
+    assert_eq!(current.config_json, r#"{"a":2}"#);
+    assert_eq!(current.created_by, "tok_2");
+    assert_eq!(current.created_at, t0() + hours(1));
+    assert!(matches!(
+        db.insert_monitoring_config(9_999, "{}", "x", t0(), &audit)
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    // Each version is audited: two models' three versions plus the two model creations.
+    assert_eq!(db.verify_audit_chain().await.unwrap(), 5);
+}
+
+fn new_reference(key: &DataKey, model_id: i64, uid: &str) -> NewReference {
+    let partition = Partition(-1_000);
+    let seal = |column: &str| {
+        seal_blob(
+            key,
+            model_id,
+            partition,
+            BlobKind::Profile,
+            column,
+            b"sketch",
+        )
+        .unwrap()
+    };
+    NewReference {
+        uid: uid.into(),
+        model_id,
+        name: "train.csv".into(),
+        sha256: [7; 32],
+        row_count: 1_234,
+        label_field: Some("y".into()),
+        partition,
+        created_by: "tok_ci".into(),
+        profiles: vec![
+            ("amount".into(), seal("amount")),
+            ("country".into(), seal("country")),
+        ],
+    }
+}
+
+async fn references_store_and_list(db: &TestStore) {
+    let m = model(db, "fraud-v3").await;
+    let key = DataKey::generate().unwrap();
+    let audit = event("reference.upload", "model/fraud-v3");
+    let first = db
+        .create_reference(&new_reference(&key, m.id, "ref_a"), t0(), &audit)
+        .await
+        .unwrap();
+    assert_eq!(first.uid, "ref_a");
+    assert_eq!(first.row_count, 1_234);
+    assert_eq!(first.sha256, [7; 32]);
+    assert_eq!(first.label_field.as_deref(), Some("y"));
+    assert_eq!(first.partition, Partition(-1_000));
+    assert_eq!(first.created_at, t0());
+    let second = db
+        .create_reference(&new_reference(&key, m.id, "ref_b"), t0() + hours(1), &audit)
+        .await
+        .unwrap();
+    let listed = db.references(m.id).await.unwrap();
+    assert_eq!(listed, vec![second.clone(), first.clone()], "newest first");
+    let profiles = db.reference_profiles(first.id).await.unwrap();
+    let columns: Vec<&str> = profiles.iter().map(|(c, _)| c.as_str()).collect();
+    assert_eq!(columns, ["amount", "country"]);
+
+    // A uid is unique; a profile sealed for another model is refused before any write.
+    assert!(
+        db.create_reference(&new_reference(&key, m.id, "ref_a"), t0(), &audit)
+            .await
+            .is_err()
+    );
+    let mut foreign = new_reference(&key, m.id, "ref_c");
+    foreign.model_id = m.id + 1;
+    assert!(matches!(
+        db.create_reference(&foreign, t0(), &audit).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let mut twice = new_reference(&key, m.id, "ref_d");
+    twice.profiles.push(twice.profiles[0].clone());
+    assert!(db.create_reference(&twice, t0(), &audit).await.is_err());
+    assert_eq!(
+        db.references(m.id).await.unwrap().len(),
+        2,
+        "failed uploads left nothing"
+    );
+}
+
+async fn reference_writes_fail_closed(db: &TestStore) {
+    let m = model(db, "fraud-v3").await;
+    let key = DataKey::generate().unwrap();
+    match db.backend_name() {
+        "sqlite" => raw(
+            db,
+            "CREATE TRIGGER audit_log_blocked BEFORE INSERT ON audit_log \
+             BEGIN SELECT RAISE(ABORT, 'audit unavailable'); END",
+        )
+        .await
+        .unwrap(),
+        _ => raw(
+            db,
+            "CREATE FUNCTION audit_blocked() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'audit unavailable'; END; $$; \
+             CREATE TRIGGER audit_log_blocked BEFORE INSERT ON audit_log \
+             FOR EACH ROW EXECUTE FUNCTION audit_blocked()",
+        )
+        .await
+        .unwrap(),
+    }
+    let audit = event("reference.upload", "model/fraud-v3");
+    assert!(
+        db.create_reference(&new_reference(&key, m.id, "ref_a"), t0(), &audit)
+            .await
+            .is_err()
+    );
+    assert!(db.references(m.id).await.unwrap().is_empty());
+    assert!(
+        db.insert_monitoring_config(m.id, "{}", "x", t0(), &audit)
+            .await
+            .is_err()
+    );
+    assert_eq!(db.monitoring_config(m.id).await.unwrap(), None);
 }

@@ -1,7 +1,9 @@
 //! The one Custos binary. It reads the command line and the environment, builds the real clock,
-//! and hands everything else to `custos-server`'s composition root. Nothing here decides policy.
+//! and hands everything else to `custos-server`'s composition root (or, for `reference upload`,
+//! to the client in `reference`). Nothing here decides policy.
 
 mod demo;
+mod reference;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -30,6 +32,11 @@ enum Command {
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+    /// Reference data: the baseline a model's live traffic is compared with.
+    Reference {
+        #[command(subcommand)]
+        command: reference::ReferenceCommand,
     },
 }
 
@@ -196,13 +203,20 @@ fn main() -> std::process::ExitCode {
                 );
                 Ok(())
             }
+            Command::Reference { command } => reference::run(command).await,
         }
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::from(2)
+            // A refused or failed upload is 1, as scripts expect of a request that failed;
+            // everything else (bad arguments, configuration, start-up) stays 2.
+            if e.is::<reference::UploadError>() {
+                std::process::ExitCode::from(1)
+            } else {
+                std::process::ExitCode::from(2)
+            }
         }
     }
 }

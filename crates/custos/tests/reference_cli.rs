@@ -1,0 +1,166 @@
+//! `custos reference upload` end to end: the real binary serving, the real binary uploading a
+//! CSV file with a token from a file, and the refusals a user will meet (bad rows, no token).
+
+// Test code: a failed unwrap is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use serde_json::json;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn serve(data: &Path, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_custos"))
+        .args(["serve", "--data-dir"])
+        .arg(data)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("CUSTOS_LOG__LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_healthy(http: &reqwest::Client, port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(r) = http
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+            && r.status() == 200
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("server did not become healthy");
+}
+
+fn upload(port: u16, token_file: &Path, file: &Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_custos"))
+        .args(["reference", "upload", "--model", "fraud-v3"])
+        .arg(file)
+        .args(["--server", &format!("http://127.0.0.1:{port}")])
+        .arg("--token-file")
+        .arg(token_file)
+        .args(extra)
+        .env_remove("CUSTOS_TOKEN")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reference_upload_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let data = dir.path().join("data");
+    let port = free_port();
+    let http = reqwest::Client::new();
+    let mut child = serve(&data, port);
+    wait_healthy(&http, port).await;
+    let admin = std::fs::read_to_string(data.join("bootstrap-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let spec = json!({"name": "fraud-v3", "id_field": "event_id", "timestamp_field": "ts",
+        "features": [{"name": "amount", "type": "numeric"}, {"name": "country", "type": "categorical"},
+                     {"name": "email", "type": "categorical", "pii": true, "masking": "hmac"}],
+        "prediction": {"name": "score", "type": "binary_score"}});
+    let r = http
+        .post(format!("http://127.0.0.1:{port}/api/v1/models"))
+        .bearer_auth(&admin)
+        .json(&spec)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    // A token for exactly this job: uploading references of this model.
+    let r: serde_json::Value = http
+        .post(format!("http://127.0.0.1:{port}/api/v1/tokens"))
+        .bearer_auth(&admin)
+        .json(&json!({"description": "ci", "scopes": [{"action": "references:write", "model": "fraud-v3"}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, r["secret"].as_str().unwrap()).unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let csv = dir.path().join("train.csv");
+    let mut text = String::from("amount,country,email,score,label\n");
+    for i in 0..2_000 {
+        text.push_str(&format!(
+            "{},{},u{}@example.com,{},{}\n",
+            10 + i % 90,
+            ["DE", "FR", "US"][i % 3],
+            i % 50,
+            (i % 100) as f64 / 100.0,
+            i % 2
+        ));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let out = upload(
+        port,
+        &token_file,
+        &csv,
+        &["--label-field", "label", "--name", "train"],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.contains("2000"), "{stdout}");
+
+    // The server has it, with the name and row count the command line gave.
+    let listed: serde_json::Value = http
+        .get(format!(
+            "http://127.0.0.1:{port}/api/v1/models/fraud-v3/reference"
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["references"][0]["name"], "train");
+    assert_eq!(listed["references"][0]["rows"], 2000);
+
+    // A bad row: exit code 1, the row and field named, the value not shown.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "amount,country,email,score\n12,DE,a@b.c,0.5\nSECRET-VALUE,DE,a@b.c,0.5\n",
+    )
+    .unwrap();
+    let out = upload(port, &token_file, &bad, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("amount"), "{stderr}");
+    assert!(!stderr.contains("SECRET-VALUE"), "{stderr}");
+
+    // No token: refused before anything is sent (exit code 2).
+    let missing = dir.path().join("no-such-token");
+    let out = upload(port, &missing, &csv, &[]);
+    assert_eq!(out.status.code(), Some(2));
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
