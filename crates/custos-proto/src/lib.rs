@@ -381,6 +381,75 @@ pub struct ReferenceList {
     pub references: Vec<ReferenceInfo>,
 }
 
+/// `GET /api/v1/models/{model}/performance`: realized performance from labels, and CBPE
+/// estimates for binary scorers with a labelled reference.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PerformanceResponse {
+    /// The model.
+    pub model: String,
+    /// Window start (whole hour).
+    pub start: DateTime<Utc>,
+    /// Window end (whole hour, exclusive).
+    pub end: DateTime<Utc>,
+    /// `binary_score`, `binary_class`, `multiclass` or `regression`.
+    pub prediction_type: String,
+    /// Score at or above which a binary score counts as positive.
+    pub decision_threshold: f64,
+    /// The monitoring configuration version used (none: defaults).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_version: Option<i64>,
+    /// The whole window.
+    pub overall: PerformanceChunkBody,
+    /// Per chunk, when chunks were asked for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunks: Vec<PerformanceChunkBody>,
+    /// The segmenting feature, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub segment_by: Option<String>,
+    /// Realized performance per segment (largest first; the rest pooled as `(other)`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<SegmentPerformanceBody>,
+    /// The reference set whose labels calibrated the estimates, if estimates are given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimation_reference: Option<String>,
+}
+
+/// Performance of one chunk (or of the whole window, without bounds).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PerformanceChunkBody {
+    /// Chunk start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<DateTime<Utc>>,
+    /// Chunk end (exclusive).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end: Option<DateTime<Utc>>,
+    /// Predictions in the chunk.
+    pub predictions: u64,
+    /// Of which have a label.
+    pub labelled: u64,
+    /// Metrics from the labels (accuracy, precision, recall, F1, ROC AUC, log loss, confusion
+    /// matrix; or MAE, RMSE, MAPE, R²), tagged by `kind`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub realized: Option<serde_json::Value>,
+    /// CBPE estimates with their bands (value ± 3 sampling errors), for binary scorers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub estimated: Option<serde_json::Value>,
+}
+
+/// Realized performance of one segment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SegmentPerformanceBody {
+    /// The segment's value (a pseudonym for pseudonymized fields).
+    pub segment: String,
+    /// Labelled predictions in the segment.
+    pub labelled: u64,
+    /// Its metrics.
+    #[schema(value_type = Object)]
+    pub realized: serde_json::Value,
+}
+
 /// A model's monitoring configuration in force.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct MonitoringConfigBody {

@@ -33,7 +33,7 @@ use utoipa::{IntoParams, OpenApi};
     info(title = "Custos API", description = "Self-hosted, security-first ML monitoring."),
     paths(
         healthz, list_models, create_model, get_model, post_predictions, post_labels,
-        get_volume, get_profile, get_drift, get_monitoring, put_monitoring, post_reference,
+        get_volume, get_profile, get_drift, get_performance, get_monitoring, put_monitoring, post_reference,
         list_references, list_tokens,
         create_token, revoke_token, get_audit, verify_audit
     ),
@@ -48,7 +48,9 @@ use utoipa::{IntoParams, OpenApi};
         AuditRecordBody, custos_proto::DriftReferenceBody, custos_proto::DriftChunkBody,
         custos_proto::FeatureTestBody, MonitoringConfigBody, MonitoringConfig,
         custos_core::DriftConfig, custos_core::MethodSetting, custos_core::QualityConfig,
-        custos_core::PerformanceConfig, custos_proto::ReferenceInfo, custos_proto::ReferenceList
+        custos_core::PerformanceConfig, custos_proto::ReferenceInfo, custos_proto::ReferenceList,
+        custos_proto::PerformanceResponse, custos_proto::PerformanceChunkBody,
+        custos_proto::SegmentPerformanceBody
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -347,6 +349,48 @@ pub async fn get_drift(
         &reference,
         (q.current_start, q.current_end),
         chunking,
+    )
+    .await
+    .map(Json)
+}
+
+/// The window of a performance query.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct PerformanceQuery {
+    /// Window start, RFC 3339 (event times of the predictions).
+    pub start: DateTime<Utc>,
+    /// Window end, RFC 3339.
+    pub end: DateTime<Utc>,
+    /// Per-chunk results too: `hour`, `day`, `week` or `rows:N`.
+    pub chunk: Option<String>,
+    /// A categorical feature to break realized performance down by.
+    pub segment_by: Option<String>,
+}
+
+/// Realized performance of the predictions in a window whose labels have arrived, and, for
+/// binary scorers whose newest reference carried labels, CBPE estimates with bands.
+#[utoipa::path(get, path = "/api/v1/models/{model}/performance",
+    params(("model" = String, Path), PerformanceQuery),
+    responses((status = 200, body = custos_proto::PerformanceResponse),
+              (status = 400, body = custos_proto::ErrorBody)))]
+pub async fn get_performance(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+    q: Result<Query<PerformanceQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<custos_proto::PerformanceResponse>, ApiError> {
+    let Query(q) =
+        q.map_err(|_| ApiError::bad_request("start and end are required RFC 3339 times"))?;
+    let chunking = match q.chunk.as_deref() {
+        None => Chunking::None,
+        Some(raw) => Chunking::parse(raw)?,
+    };
+    let entry = state.model(&model_name(&model)?).await?;
+    crate::performance::performance(
+        &state,
+        &entry,
+        (q.start, q.end),
+        chunking,
+        q.segment_by.as_deref(),
     )
     .await
     .map(Json)

@@ -117,6 +117,8 @@ pub struct LimitsConfig {
     pub max_reference_bytes: usize,
     /// Most rows in one reference file.
     pub max_reference_rows: usize,
+    /// Most predictions one performance request reads back (it pairs each with its label).
+    pub max_performance_rows: usize,
 }
 
 impl Default for LimitsConfig {
@@ -129,6 +131,7 @@ impl Default for LimitsConfig {
             auth_failures_per_minute: 30,
             max_reference_bytes: 256 * 1024 * 1024,
             max_reference_rows: 1_000_000,
+            max_performance_rows: 1_000_000,
         }
     }
 }
@@ -288,6 +291,7 @@ fn check(config: &Config) -> Result<(), ConfigError> {
         || l.max_concurrent_ingest == 0
         || l.max_reference_bytes < 1024
         || l.max_reference_rows == 0
+        || l.max_performance_rows == 0
     {
         return Err(ConfigError::Invalid(
             "limits must be positive (max_body_bytes and max_reference_bytes at least 1024)".into(),

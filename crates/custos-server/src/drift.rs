@@ -371,7 +371,7 @@ fn test_body(feature: &str, result: &TestResult) -> FeatureTestBody {
 }
 
 /// The current window's hours, cut into chunks.
-fn chunk_hours(
+pub fn chunk_hours(
     window: &Range<HourBucket>,
     chunking: Chunking,
     volume: &BTreeMap<HourBucket, u64>,
@@ -428,14 +428,7 @@ pub async fn drift(
     chunking: Chunking,
 ) -> Result<DriftResponse, ApiError> {
     let current_hours = hour_range(current.0, current.1)?;
-    let (config, config_version) = match state.store.monitoring_config(model.id).await? {
-        Some(row) => (
-            serde_json::from_str::<MonitoringConfig>(&row.config_json)
-                .map_err(|e| ApiError::internal(format!("stored monitoring config: {e}")))?,
-            Some(row.version),
-        ),
-        None => (MonitoringConfig::default(), None),
-    };
+    let (config, config_version) = crate::performance::monitoring_config(state, model).await?;
     let reference = Reference::resolve(state, model, reference).await?;
     let volume: BTreeMap<HourBucket, u64> = state
         .store

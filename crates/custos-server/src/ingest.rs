@@ -199,7 +199,7 @@ pub fn profile_label(column: &str, hour: HourBucket) -> String {
     format!("profile:{column}@{}", hour.0)
 }
 
-fn label_label(key: &EventKey) -> String {
+pub fn label_label(key: &EventKey) -> String {
     format!("label:{}", hex::encode(key.0))
 }
 

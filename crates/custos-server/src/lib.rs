@@ -15,6 +15,7 @@ pub mod error;
 pub mod ingest;
 pub mod jobs;
 pub mod keys;
+pub mod performance;
 pub mod policy;
 pub mod query;
 pub mod reference;
@@ -99,6 +100,10 @@ pub fn router(state: AppState) -> Router {
             get(api::get_profile),
         )
         .route("/api/v1/models/{model}/drift", get(api::get_drift))
+        .route(
+            "/api/v1/models/{model}/performance",
+            get(api::get_performance),
+        )
         .route(
             "/api/v1/models/{model}/monitoring",
             get(api::get_monitoring).put(api::put_monitoring),

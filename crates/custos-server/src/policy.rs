@@ -77,6 +77,11 @@ pub const POLICY: &[(&str, &str, Requirement)] = &[
     ),
     (
         "GET",
+        "/api/v1/models/{model}/performance",
+        Auth(Action::PerformanceRead, ModelInPath),
+    ),
+    (
+        "GET",
         "/api/v1/models/{model}/monitoring",
         Auth(Action::ModelsRead, ModelInPath),
     ),
@@ -147,7 +152,14 @@ mod tests {
             let Some((path, handlers)) = rest.split_once('"') else {
                 continue;
             };
-            let handlers = handlers.split(")\n").next().unwrap_or(handlers);
+            // rustfmt writes a short `.route(…)` on one line and a long one with its closing
+            // parenthesis alone on a line: cut the handler list at whichever ends this call.
+            let end = if handlers.starts_with(",\n") {
+                "\n        )"
+            } else {
+                ")\n"
+            };
+            let handlers = handlers.split(end).next().unwrap_or(handlers);
             let handlers: String = handlers.split_whitespace().collect();
             for (token, method) in [
                 ("get(", "GET"),

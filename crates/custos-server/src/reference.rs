@@ -18,14 +18,18 @@ use crate::drift::{
 };
 use crate::error::ApiError;
 use crate::ingest::{observe, validate_and_mask_rows};
+use crate::performance::{
+    REFERENCE_PERFORMANCE, monitoring_config, observe_outcome, performance_kind,
+};
 use crate::state::{AppState, ModelEntry};
 use custos_core::monitoring::stats_kind;
 use custos_core::{
-    FeatureType, IngestLimits, MaskedRecord, ModelSchema, PredictionType, RowError, validate_label,
+    FeatureType, IngestLimits, LabelValue, MaskedRecord, ModelSchema, PredictionType, RowError,
+    validate_label,
 };
 use custos_crypto::seal::{BlobKind, seal_blob};
 use custos_proto::ReferenceInfo;
-use custos_stats::FeatureProfile;
+use custos_stats::{FeatureProfile, PerformanceProfile};
 use custos_store::{NewReference, ReferenceRow};
 use custos_tabular::{ColumnHint, TabularError, TabularFormat, TabularLimits};
 use serde_json::Value;
@@ -102,6 +106,8 @@ fn tabular_error(e: TabularError) -> ApiError {
 struct ReferenceProfiles {
     whole: Vec<(String, FeatureProfile)>,
     chunks: Vec<(String, FeatureProfile)>,
+    /// Realized performance on the reference, when it carried labels (CBPE calibrates on it).
+    performance: Option<PerformanceProfile>,
 }
 
 fn profile_reference(schema: &ModelSchema, records: &[MaskedRecord]) -> ReferenceProfiles {
@@ -133,19 +139,37 @@ fn profile_reference(schema: &ModelSchema, records: &[MaskedRecord]) -> Referenc
         }
         whole.push((name, all));
     }
-    ReferenceProfiles { whole, chunks }
+    ReferenceProfiles {
+        whole,
+        chunks,
+        performance: None,
+    }
 }
 
 /// Decodes, validates, masks and profiles a reference file (CPU-bound: blocking pool).
+/// Everything [`prepare`] needs besides the schema, the bytes and the keys.
+struct Job {
+    format: TabularFormat,
+    options: UploadOptions,
+    limits: TabularLimits,
+    now: chrono::DateTime<chrono::Utc>,
+    decision_threshold: f64,
+}
+
 fn prepare(
     schema: &ModelSchema,
     bytes: &[u8],
-    format: TabularFormat,
-    options: &UploadOptions,
-    limits: &TabularLimits,
+    job: &Job,
     pseudonymizer: &dyn custos_core::Pseudonymizer,
-    now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(usize, ReferenceProfiles), ApiError> {
+    let Job {
+        format,
+        options,
+        limits,
+        now,
+        decision_threshold,
+    } = job;
+    let (format, now, decision_threshold) = (*format, *now, *decision_threshold);
     let hints = csv_hints(schema, options.label_field.as_deref());
     let mut rows =
         custos_tabular::read_rows(bytes, format, &hints, limits).map_err(tabular_error)?;
@@ -158,6 +182,7 @@ fn prepare(
     let upload_time = Value::String(now.to_rfc3339());
     let mut errors: Vec<RowError> = Vec::new();
     let mut values = Vec::with_capacity(rows.len());
+    let mut labels: Vec<LabelValue> = Vec::new();
     let ingest_limits = IngestLimits::default();
     for (index, row) in rows.iter_mut().enumerate() {
         if matches!(row.get(&id_field), None | Some(Value::Null)) {
@@ -173,15 +198,16 @@ fn prepare(
             let label = row.remove(label_field).unwrap_or(Value::Null);
             let id = row.get(&id_field).cloned().unwrap_or(Value::Null);
             let probe = serde_json::json!({ "event_id": id, "label": label });
-            if let Err(label_errors) =
-                validate_label(schema, index, &probe, &ingest_limits, pseudonymizer)
-            {
-                errors.extend(label_errors.into_iter().map(|mut e| {
-                    if e.field.as_deref() == Some("label") {
-                        e.field = Some(label_field.clone());
-                    }
-                    e
-                }));
+            match validate_label(schema, index, &probe, &ingest_limits, pseudonymizer) {
+                Ok(label) => labels.push(label.label().clone()),
+                Err(label_errors) => {
+                    errors.extend(label_errors.into_iter().map(|mut e| {
+                        if e.field.as_deref() == Some("label") {
+                            e.field = Some(label_field.clone());
+                        }
+                        e
+                    }));
+                }
             }
         }
         values.push(Value::Object(std::mem::take(row)));
@@ -197,7 +223,23 @@ fn prepare(
         }
     };
     drop(values);
-    Ok((records.len(), profile_reference(schema, &records)))
+    let mut profiles = profile_reference(schema, &records);
+    if options.label_field.is_some() {
+        // Every row was valid, so records and labels are aligned row for row.
+        let Some((prediction_index, _)) = schema.column(schema.prediction().name.as_str()) else {
+            return Err(ApiError::internal("the schema has no prediction column"));
+        };
+        let mut realized =
+            PerformanceProfile::new(performance_kind(schema.prediction().prediction_type));
+        for (record, label) in records.iter().zip(&labels) {
+            if let Some(prediction) = record.values().get(prediction_index) {
+                observe_outcome(&mut realized, schema, decision_threshold, prediction, label)
+                    .map_err(|e| ApiError::unprocessable(format!("reference labels: {e}")))?;
+            }
+        }
+        profiles.performance = Some(realized);
+    }
+    Ok((records.len(), profiles))
 }
 
 /// Answer body of a stored reference.
@@ -248,22 +290,22 @@ pub async fn upload(
         max_bytes: state.config.limits.max_reference_bytes,
         ..TabularLimits::default()
     };
+    let (config, _) = monitoring_config(state, &model).await?;
+    let decision_threshold = config.performance.decision_threshold;
     let keys = Arc::clone(&state.keys);
     let entry = Arc::clone(&model);
-    let job_options = options.clone();
+    let job = Job {
+        format,
+        options: options.clone(),
+        limits,
+        now,
+        decision_threshold,
+    };
     let prepared = tokio::task::spawn_blocking(move || {
         // The Parquet decoder is already contained by custos-tabular; this catches anything
         // else so a hostile file costs one refused request, never the worker.
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            prepare(
-                &entry.schema,
-                &body,
-                format,
-                &job_options,
-                &limits,
-                keys.pseudonymizer(),
-                now,
-            )
+            prepare(&entry.schema, &body, &job, keys.pseudonymizer())
         }))
         .unwrap_or_else(|_| Err(ApiError::unprocessable("the reference file is malformed")))
     })
@@ -277,18 +319,27 @@ pub async fn upload(
         .data_key(model.id, REFERENCE_PARTITION)
         .await
         .map_err(ApiError::internal)?;
-    let mut sealed = Vec::with_capacity(profiles.whole.len() + profiles.chunks.len());
-    for (column, profile) in profiles.whole.iter().chain(profiles.chunks.iter()) {
+    let mut plain: Vec<(String, Vec<u8>)> = profiles
+        .whole
+        .iter()
+        .chain(profiles.chunks.iter())
+        .map(|(column, profile)| (column.clone(), profile.to_bytes()))
+        .collect();
+    if let Some(realized) = &profiles.performance {
+        plain.push((REFERENCE_PERFORMANCE.to_owned(), realized.to_bytes()));
+    }
+    let mut sealed = Vec::with_capacity(plain.len());
+    for (column, bytes) in plain {
         let blob = seal_blob(
             &key,
             model.id,
             REFERENCE_PARTITION,
             BlobKind::Profile,
-            &reference_label(&uid, column),
-            &profile.to_bytes(),
+            &reference_label(&uid, &column),
+            &bytes,
         )
         .map_err(ApiError::internal)?;
-        sealed.push((column.clone(), blob));
+        sealed.push((column, blob));
     }
     let name = options
         .name
