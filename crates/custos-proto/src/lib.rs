@@ -450,6 +450,60 @@ pub struct SegmentPerformanceBody {
     pub realized: serde_json::Value,
 }
 
+/// `GET /api/v1/models/{model}/quality`: data quality of a window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct QualityResponse {
+    /// The model.
+    pub model: String,
+    /// Window start (whole hour).
+    pub start: DateTime<Utc>,
+    /// Window end (whole hour, exclusive).
+    pub end: DateTime<Utc>,
+    /// The monitoring configuration version used (none: defaults).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_version: Option<i64>,
+    /// The reference range and category checks compare with, if there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<DriftReferenceBody>,
+    /// Per profiled field: counts, missing and invalid shares, out-of-range share, unseen
+    /// categories.
+    pub features: Vec<FeatureQualityBody>,
+    /// Declared fields that were missing from every row of the window (schema change).
+    pub missing_fields: Vec<String>,
+    /// Each complete hour's volume against the hours before it.
+    pub volume: Vec<VolumeCheckBody>,
+    /// Hours whose volume fell outside its band.
+    pub anomalous_hours: usize,
+    /// The latest event time ingested (any window).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_event: Option<DateTime<Utc>>,
+    /// Age of the latest event against `quality.max_silence_minutes`.
+    #[schema(value_type = Object)]
+    pub freshness: serde_json::Value,
+}
+
+/// Quality measures of one field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FeatureQualityBody {
+    /// The field.
+    pub feature: String,
+    /// Its measures.
+    #[schema(value_type = Object)]
+    pub report: serde_json::Value,
+}
+
+/// One hour's volume check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VolumeCheckBody {
+    /// Hour start.
+    pub hour: DateTime<Utc>,
+    /// Rows with an event time in the hour.
+    pub rows: u64,
+    /// Baseline mean and σ, band, z-score and verdict (`normal`, `low`, `high`).
+    #[schema(value_type = Object)]
+    pub check: serde_json::Value,
+}
+
 /// A model's monitoring configuration in force.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct MonitoringConfigBody {

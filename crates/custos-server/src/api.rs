@@ -33,7 +33,7 @@ use utoipa::{IntoParams, OpenApi};
     info(title = "Custos API", description = "Self-hosted, security-first ML monitoring."),
     paths(
         healthz, list_models, create_model, get_model, post_predictions, post_labels,
-        get_volume, get_profile, get_drift, get_performance, get_monitoring, put_monitoring, post_reference,
+        get_volume, get_profile, get_drift, get_quality, get_performance, get_monitoring, put_monitoring, post_reference,
         list_references, list_tokens,
         create_token, revoke_token, get_audit, verify_audit
     ),
@@ -50,7 +50,8 @@ use utoipa::{IntoParams, OpenApi};
         custos_core::DriftConfig, custos_core::MethodSetting, custos_core::QualityConfig,
         custos_core::PerformanceConfig, custos_proto::ReferenceInfo, custos_proto::ReferenceList,
         custos_proto::PerformanceResponse, custos_proto::PerformanceChunkBody,
-        custos_proto::SegmentPerformanceBody
+        custos_proto::SegmentPerformanceBody, custos_proto::QualityResponse,
+        custos_proto::FeatureQualityBody, custos_proto::VolumeCheckBody
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -352,6 +353,51 @@ pub async fn get_drift(
     )
     .await
     .map(Json)
+}
+
+/// The window of a data-quality query.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct QualityQuery {
+    /// Window start, RFC 3339.
+    pub start: DateTime<Utc>,
+    /// Window end, RFC 3339.
+    pub end: DateTime<Utc>,
+    /// Reference window start (with `reference_end`); otherwise the newest uploaded reference.
+    pub reference_start: Option<DateTime<Utc>>,
+    /// Reference window end.
+    pub reference_end: Option<DateTime<Utc>>,
+    /// An uploaded reference set's id.
+    pub reference: Option<String>,
+}
+
+/// Data quality of a window from stored profiles: missing and invalid shares, out-of-range
+/// values and unseen categories against the reference, fields that stopped arriving, hourly
+/// volume anomalies and freshness.
+#[utoipa::path(get, path = "/api/v1/models/{model}/quality",
+    params(("model" = String, Path), QualityQuery),
+    responses((status = 200, body = custos_proto::QualityResponse),
+              (status = 400, body = custos_proto::ErrorBody)))]
+pub async fn get_quality(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+    q: Result<Query<QualityQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<custos_proto::QualityResponse>, ApiError> {
+    let Query(q) =
+        q.map_err(|_| ApiError::bad_request("start and end are required RFC 3339 times"))?;
+    let reference = match (q.reference_start, q.reference_end, q.reference) {
+        (Some(start), Some(end), None) => Some(ReferenceSpec::Window(start, end)),
+        (None, None, Some(uid)) => Some(ReferenceSpec::Uploaded(Some(uid))),
+        (None, None, None) => None,
+        _ => {
+            return Err(ApiError::bad_request(
+                "give either reference_start and reference_end, or reference, or neither",
+            ));
+        }
+    };
+    let entry = state.model(&model_name(&model)?).await?;
+    crate::quality::quality(&state, &entry, reference.as_ref(), (q.start, q.end))
+        .await
+        .map(Json)
 }
 
 /// The window of a performance query.

@@ -143,7 +143,7 @@ struct ReferenceProfiles {
 }
 
 /// The resolved reference of a request.
-enum Reference {
+pub enum Reference {
     Window(Range<HourBucket>),
     Uploaded {
         row: custos_store::ReferenceRow,
@@ -152,7 +152,9 @@ enum Reference {
 }
 
 impl Reference {
-    async fn resolve(
+    /// Resolves a reference spec: reads (and opens) an uploaded set's profiles, or checks a
+    /// window.
+    pub async fn resolve(
         state: &AppState,
         model: &ModelEntry,
         spec: &ReferenceSpec,
@@ -242,7 +244,18 @@ impl Reference {
         }
     }
 
-    fn body(&self) -> DriftReferenceBody {
+    /// The whole reference's profile of one column, if it has one.
+    pub async fn whole_profile(
+        &self,
+        state: &AppState,
+        model: &ModelEntry,
+        column: &str,
+    ) -> Result<Option<FeatureProfile>, ApiError> {
+        Ok(self.profiles(state, model, column).await?.whole)
+    }
+
+    /// How the reference is described in answers.
+    pub fn body(&self) -> DriftReferenceBody {
         match self {
             Self::Window(hours) => DriftReferenceBody {
                 kind: "window".into(),

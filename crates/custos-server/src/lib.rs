@@ -17,6 +17,7 @@ pub mod jobs;
 pub mod keys;
 pub mod performance;
 pub mod policy;
+pub mod quality;
 pub mod query;
 pub mod reference;
 pub mod sessions;
@@ -100,6 +101,7 @@ pub fn router(state: AppState) -> Router {
             get(api::get_profile),
         )
         .route("/api/v1/models/{model}/drift", get(api::get_drift))
+        .route("/api/v1/models/{model}/quality", get(api::get_quality))
         .route(
             "/api/v1/models/{model}/performance",
             get(api::get_performance),

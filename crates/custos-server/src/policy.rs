@@ -77,6 +77,11 @@ pub const POLICY: &[(&str, &str, Requirement)] = &[
     ),
     (
         "GET",
+        "/api/v1/models/{model}/quality",
+        Auth(Action::ProfilesRead, ModelInPath),
+    ),
+    (
+        "GET",
         "/api/v1/models/{model}/performance",
         Auth(Action::PerformanceRead, ModelInPath),
     ),

@@ -426,3 +426,96 @@ async fn the_nannyml_parquet_reference_uploads() {
     assert_eq!(r.body["rows"], 60_000);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn data_quality_against_the_reference_volume_and_freshness() {
+    for backend in BACKENDS {
+        let site = Site::new(backend);
+        let s = site.start().await;
+        s.register_fraud_model().await;
+        current_day(&s).await;
+        let reader = s.token(&[("profiles:read", "fraud-v3")]).await;
+        let path =
+            "/api/v1/models/fraud-v3/quality?start=2026-11-21T00:00:00Z&end=2026-11-22T00:00:00Z";
+
+        // Without a reference: shares only, no range or category checks.
+        let r = s.get(path, Some(&reader)).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        assert!(r.body.get("reference").is_none());
+        let amount = r.body["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["feature"] == "amount")
+            .unwrap();
+        assert_eq!(amount["report"]["count"], 4_800);
+        assert_eq!(amount["report"]["missing_share"], 0.0);
+        assert!(
+            amount["report"]
+                .get("out_of_range")
+                .is_none_or(Value::is_null)
+        );
+
+        let r = upload(&s, &s.admin, "text/csv", reference_csv(5_000)).await;
+        assert_eq!(r.status, 201);
+        let r = s.get(path, Some(&reader)).await;
+        assert_eq!(r.body["reference"]["kind"], "uploaded");
+        let report = |name: &str| {
+            r.body["features"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["feature"] == name)
+                .unwrap()["report"]
+                .clone()
+        };
+        // Shifted amounts (2.5 x + 50) lie almost all above the reference's maximum.
+        let out = report("amount")["out_of_range"]["share"].as_f64().unwrap();
+        assert!(out > 0.9, "{out}");
+        // Three of the current window's four countries were never seen in the reference.
+        let unseen = &report("country")["unseen"];
+        let share = unseen["share"].as_f64().unwrap();
+        assert!((0.6..0.9).contains(&share), "{unseen}");
+        let names: Vec<&str> = unseen["top"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e[0].as_str().unwrap())
+            .collect();
+        for country in ["BR", "IN", "NG"] {
+            assert!(names.contains(&country), "{unseen}");
+        }
+        // 24 complete hours judged; the first hours have an empty baseline and are high.
+        assert_eq!(r.body["volume"].as_array().unwrap().len(), 24);
+        assert!(r.body["anomalous_hours"].as_u64().unwrap() >= 1);
+        // The newest event is days old: the model counts as silent.
+        assert_eq!(
+            r.body["freshness"]["verdict"], "stale",
+            "{:?}",
+            r.body["freshness"]
+        );
+        assert!(
+            r.body["last_event"]
+                .as_str()
+                .unwrap()
+                .starts_with("2026-11-21T23:")
+        );
+        assert_eq!(r.body["missing_fields"], json!([]));
+
+        // A client that stops sending `country`: the field shows up as missing.
+        let mut rows = fraud_rows("gap", t0() + Duration::hours(48), 50, false);
+        for row in &mut rows {
+            row.as_object_mut().unwrap().remove("country");
+        }
+        let r = s.post_ndjson(PREDICTIONS, Some(&s.admin), &rows).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        let r = s
+            .get(
+                "/api/v1/models/fraud-v3/quality?start=2026-11-22T00:00:00Z&end=2026-11-22T01:00:00Z",
+                Some(&reader),
+            )
+            .await;
+        assert_eq!(r.body["missing_fields"], json!(["country"]), "{:?}", r.body);
+        s.stop().await;
+    }
+}

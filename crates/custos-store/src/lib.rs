@@ -316,6 +316,14 @@ impl Store {
         dispatch!(self, db => db.upsert_labels(model_id, labels, now))
     }
 
+    /// The latest event time the model has ingested (freshness), if any.
+    pub async fn last_event_time(
+        &self,
+        model_id: i64,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        dispatch!(self, db => db.last_event_time(model_id))
+    }
+
     /// The stored labels of those events (asked in chunks of at most 500); events without a
     /// label are simply absent from the answer.
     pub async fn labels_for(

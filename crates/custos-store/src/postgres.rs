@@ -547,6 +547,18 @@ impl PgDb {
 
     // ---- audit ----
 
+    pub(crate) async fn last_event_time(
+        &self,
+        model_id: i64,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let latest: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(event_time) FROM event_index WHERE model_id = $1")
+                .bind(model_id)
+                .fetch_one(&self.pool)
+                .await?;
+        latest.map(time).transpose()
+    }
+
     pub(crate) async fn labels_for(
         &self,
         model_id: i64,

@@ -594,6 +594,18 @@ impl SqliteDb {
 
     // ---- audit ----
 
+    pub(crate) async fn last_event_time(
+        &self,
+        model_id: i64,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let latest: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(event_time) FROM event_index WHERE model_id = ?")
+                .bind(model_id)
+                .fetch_one(&self.reader)
+                .await?;
+        latest.map(time).transpose()
+    }
+
     pub(crate) async fn labels_for(
         &self,
         model_id: i64,

@@ -75,6 +75,7 @@ conformance!(
     duplicate_event_leaves_store_unchanged,
     multi_partition_commit_is_atomic,
     existing_event_keys_beyond_one_chunk,
+    last_event_time_is_the_latest_ingested,
     batches_overlap_the_range,
     profile_deltas_use_half_open_hours,
     replace_profiles_happy_path,
@@ -573,6 +574,23 @@ async fn multi_partition_commit_is_atomic(db: &TestStore) {
     );
     assert_eq!(snapshot(db, m.id).await, before);
     assert!(db.commit_ingest(Vec::new()).await.unwrap().is_empty());
+}
+
+async fn last_event_time_is_the_latest_ingested(db: &TestStore) {
+    let m = model(db, "fraud-v3").await;
+    assert_eq!(db.last_event_time(m.id).await.unwrap(), None);
+    let key = DataKey::generate().unwrap();
+    db.commit_ingest(commit(&key, m.id, &["late"], t0() + hours(5)))
+        .await
+        .unwrap();
+    db.commit_ingest(commit(&key, m.id, &["early"], t0()))
+        .await
+        .unwrap();
+    assert_eq!(
+        db.last_event_time(m.id).await.unwrap(),
+        Some(t0() + hours(5))
+    );
+    assert_eq!(db.last_event_time(m.id + 1).await.unwrap(), None);
 }
 
 async fn existing_event_keys_beyond_one_chunk(db: &TestStore) {
