@@ -504,6 +504,24 @@ pub struct VolumeCheckBody {
     pub check: serde_json::Value,
 }
 
+/// `GET /api/v1/models/{model}/report?format=json`: drift, and the quality and performance
+/// sections the caller may read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ReportBody {
+    /// The model.
+    pub model: String,
+    /// When the report was made.
+    pub generated_at: DateTime<Utc>,
+    /// Drift.
+    pub drift: DriftResponse,
+    /// Data quality (with `profiles:read`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quality: Option<QualityResponse>,
+    /// Performance (with `performance:read`, when the window can be read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub performance: Option<PerformanceResponse>,
+}
+
 /// A model's monitoring configuration in force.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct MonitoringConfigBody {

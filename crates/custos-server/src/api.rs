@@ -33,7 +33,7 @@ use utoipa::{IntoParams, OpenApi};
     info(title = "Custos API", description = "Self-hosted, security-first ML monitoring."),
     paths(
         healthz, list_models, create_model, get_model, post_predictions, post_labels,
-        get_volume, get_profile, get_drift, get_quality, get_performance, get_monitoring, put_monitoring, post_reference,
+        get_volume, get_profile, get_drift, get_report, get_quality, get_performance, get_monitoring, put_monitoring, post_reference,
         list_references, list_tokens,
         create_token, revoke_token, get_audit, verify_audit
     ),
@@ -51,7 +51,7 @@ use utoipa::{IntoParams, OpenApi};
         custos_core::PerformanceConfig, custos_proto::ReferenceInfo, custos_proto::ReferenceList,
         custos_proto::PerformanceResponse, custos_proto::PerformanceChunkBody,
         custos_proto::SegmentPerformanceBody, custos_proto::QualityResponse,
-        custos_proto::FeatureQualityBody, custos_proto::VolumeCheckBody
+        custos_proto::FeatureQualityBody, custos_proto::VolumeCheckBody, custos_proto::ReportBody
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -353,6 +353,87 @@ pub async fn get_drift(
     )
     .await
     .map(Json)
+}
+
+/// The bounds of a report.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ReportQuery {
+    /// Current window start, RFC 3339.
+    pub current_start: DateTime<Utc>,
+    /// Current window end, RFC 3339.
+    pub current_end: DateTime<Utc>,
+    /// Reference window start (with `reference_end`); otherwise an uploaded reference.
+    pub reference_start: Option<DateTime<Utc>>,
+    /// Reference window end.
+    pub reference_end: Option<DateTime<Utc>>,
+    /// An uploaded reference set's id; without it, the newest.
+    pub reference: Option<String>,
+    /// Chunks: `hour`, `day`, `week` or `rows:N`.
+    pub chunk: Option<String>,
+    /// `html` (a self-contained file, sent as an attachment) or `json` (the default).
+    pub format: Option<String>,
+}
+
+/// A report of drift, data quality and performance: JSON, or one self-contained HTML file with
+/// per-feature distribution charts, methods, thresholds, statistics and verdicts.
+#[utoipa::path(get, path = "/api/v1/models/{model}/report",
+    params(("model" = String, Path), ReportQuery),
+    responses((status = 200, body = custos_proto::ReportBody),
+              (status = 400, body = custos_proto::ErrorBody)))]
+pub async fn get_report(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+    Extension(who): Extension<Authorized>,
+    q: Result<Query<ReportQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let Query(q) = q.map_err(|_| {
+        ApiError::bad_request("current_start and current_end are required RFC 3339 times")
+    })?;
+    let reference = match (q.reference_start, q.reference_end, q.reference) {
+        (Some(start), Some(end), None) => ReferenceSpec::Window(start, end),
+        (None, None, uid) => ReferenceSpec::Uploaded(uid),
+        _ => {
+            return Err(ApiError::bad_request(
+                "give either reference_start and reference_end, or reference, or neither",
+            ));
+        }
+    };
+    let chunking = match q.chunk.as_deref() {
+        None => Chunking::None,
+        Some(raw) => Chunking::parse(raw)?,
+    };
+    let html = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("html") => true,
+        Some(_) => return Err(ApiError::bad_request("format must be html or json")),
+    };
+    let entry = state.model(&model_name(&model)?).await?;
+    let report = crate::report::build(
+        &state,
+        &who,
+        &entry,
+        &reference,
+        (q.current_start, q.current_end),
+        chunking,
+    )
+    .await?;
+    if !html {
+        return Ok(Json(report).into_response());
+    }
+    let file = format!(
+        "attachment; filename=\"custos-report-{}-{}.html\"",
+        entry.schema.name(),
+        report.generated_at.format("%Y%m%dT%H%M%SZ")
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, file),
+        ],
+        crate::report::render_html(&report),
+    )
+        .into_response())
 }
 
 /// The window of a data-quality query.

@@ -20,6 +20,7 @@ pub mod policy;
 pub mod quality;
 pub mod query;
 pub mod reference;
+pub mod report;
 pub mod sessions;
 pub mod state;
 pub mod ui;
@@ -102,6 +103,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/models/{model}/drift", get(api::get_drift))
         .route("/api/v1/models/{model}/quality", get(api::get_quality))
+        .route("/api/v1/models/{model}/report", get(api::get_report))
         .route(
             "/api/v1/models/{model}/performance",
             get(api::get_performance),

@@ -77,6 +77,11 @@ pub const POLICY: &[(&str, &str, Requirement)] = &[
     ),
     (
         "GET",
+        "/api/v1/models/{model}/report",
+        Auth(Action::DriftRead, ModelInPath),
+    ),
+    (
+        "GET",
         "/api/v1/models/{model}/quality",
         Auth(Action::ProfilesRead, ModelInPath),
     ),

@@ -23,7 +23,8 @@ use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 
 const CSRF_COOKIE: &str = "custos_csrf";
-const STYLESHEET: &str = include_str!("ui/custos.css");
+/// The one stylesheet (served at `/ui/static/custos.css`, inlined into HTML reports).
+pub(crate) const STYLESHEET: &str = include_str!("ui/custos.css");
 
 fn page(title: &str, signed_in: bool, csrf: Option<&str>, body: Markup) -> Markup {
     html! {
@@ -323,9 +324,33 @@ pub async fn model_page(
             } else {
                 Chunking::Hours(1)
             };
-            Some(crate::drift::drift(&state, &entry, &reference, current, chunking).await?)
+            Some((
+                crate::drift::drift(&state, &entry, &reference, current, chunking).await?,
+                reference,
+                current,
+                chunking,
+            ))
         }
         None => None,
+    };
+    let (drift, quality, performance) = match drift {
+        Some((drift, reference, current, chunking)) => {
+            let quality = if who.allows(Action::ProfilesRead, &name) {
+                Some(crate::quality::quality(&state, &entry, Some(&reference), current).await?)
+            } else {
+                None
+            };
+            // Performance reads rows back; a window beyond its limit simply shows no card.
+            let performance = if who.allows(Action::PerformanceRead, &name) {
+                crate::performance::performance(&state, &entry, current, chunking, None)
+                    .await
+                    .ok()
+            } else {
+                None
+            };
+            (Some(drift), quality, performance)
+        }
+        None => (None, None, None),
     };
     Ok(with_csrf(&headers, |csrf| {
         page(
@@ -352,6 +377,12 @@ pub async fn model_page(
                         Some(d) => { (drift_section(d)) }
                         None => { p.muted { "Not enough data yet to compare two windows." } }
                     }
+                }
+                @if let Some(q) = &quality {
+                    section.card { h2 { "Data quality" } (crate::report::quality_section(q)) }
+                }
+                @if let Some(p) = &performance {
+                    section.card { h2 { "Performance" } (crate::report::performance_section(p)) }
                 }
                 section.card {
                     h2 { "Schema" }
@@ -390,7 +421,7 @@ fn reference_text(d: &DriftResponse) -> String {
     }
 }
 
-fn drift_section(d: &DriftResponse) -> Markup {
+pub(crate) fn drift_section(d: &DriftResponse) -> Markup {
     html! {
         p {
             (reference_text(d))

@@ -519,3 +519,67 @@ async fn data_quality_against_the_reference_volume_and_freshness() {
         s.stop().await;
     }
 }
+
+#[tokio::test]
+async fn reports_as_json_and_as_one_self_contained_html_file() {
+    let site = Site::new(Backend::Sqlite);
+    let s = site.start().await;
+    s.register_fraud_model().await;
+    current_day(&s).await;
+    let r = upload(&s, &s.admin, "text/csv", reference_csv(5_000)).await;
+    assert_eq!(r.status, 201);
+    let path = format!("/api/v1/models/fraud-v3/report?{CURRENT_DAY}&chunk=day");
+
+    // Drift only for a token that may read drift only.
+    let drift_only = s.token(&[("drift:read", "fraud-v3")]).await;
+    let r = s.get(&path, Some(&drift_only)).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["drift"]["dataset_drift"], true);
+    assert!(r.body.get("quality").is_none());
+    assert!(r.body.get("performance").is_none());
+    let everything = s
+        .token(&[
+            ("drift:read", "fraud-v3"),
+            ("profiles:read", "fraud-v3"),
+            ("performance:read", "fraud-v3"),
+        ])
+        .await;
+    let r = s.get(&path, Some(&everything)).await;
+    assert!(r.body["quality"]["features"].is_array());
+    assert_eq!(r.body["performance"]["overall"]["predictions"], 4_800);
+
+    let r = s
+        .get(&format!("{path}&format=html"), Some(&everything))
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment; filename=\"custos-report-fraud-v3-")
+    );
+    let html = r.body.as_str().unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    for needle in [
+        "Drift report: fraud-v3",
+        "amount",
+        "country",
+        "wasserstein",
+        "jensen_shannon",
+        "<svg",
+        "Data quality",
+        "Performance",
+        "Drift over time",
+    ] {
+        assert!(html.contains(needle), "the report lacks {needle}");
+    }
+    // Self-contained: nothing is fetched when it is opened.
+    for external in ["<script", "<link", "src=", "url("] {
+        assert!(!html.contains(external), "the report refers to {external}");
+    }
+    let r = s
+        .get(&format!("{path}&format=pdf"), Some(&everything))
+        .await;
+    assert_eq!(r.status, 400);
+    s.stop().await;
+}

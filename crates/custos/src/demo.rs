@@ -16,6 +16,8 @@ use std::sync::Arc;
 const MODEL: &str = "demo-fraud";
 const ROWS_PER_HOUR: usize = 400;
 const BATCH_ROWS: usize = 1_000;
+/// Labelled training rows uploaded as the demo model's reference set.
+const REFERENCE_ROWS: usize = 10_000;
 
 /// A small deterministic generator (SplitMix64): the demo needs plausible data, not secrecy.
 struct Rng(u64);
@@ -240,6 +242,29 @@ pub async fn run(
         401 => bail!("the bootstrap secret was not accepted: {answer}"),
         other => bail!("registering the demo model failed ({other}): {answer}"),
     }
+    // Training data as a reference set, with its labels: drift compares with it, and CBPE
+    // calibrates on it to estimate performance before labels arrive.
+    let mut reference_rng = Rng(0x5EED_7EA1_0FD3_E001);
+    let mut reference = Vec::new();
+    for i in 0..REFERENCE_ROWS {
+        let (mut row, label) = event(&mut reference_rng, &format!("train-{i}"), Utc::now(), false);
+        if let Some(fields) = row.as_object_mut() {
+            fields.insert("label".into(), json!(label));
+        }
+        serde_json::to_writer(&mut reference, &row)?;
+        reference.push(b'\n');
+    }
+    let (status, answer) = admin
+        .post(
+            &format!("/api/v1/models/{MODEL}/reference?label_field=label&name=training-data"),
+            reference,
+            true,
+        )
+        .await?;
+    if status != 201 {
+        bail!("uploading the demo reference failed ({status}): {answer}");
+    }
+    eprintln!("uploaded a reference set of {REFERENCE_ROWS} labelled training rows");
     let request = json!({
         "description": "demo model server",
         "scopes": [

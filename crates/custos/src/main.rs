@@ -4,6 +4,7 @@
 
 mod demo;
 mod reference;
+mod report;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -38,6 +39,8 @@ enum Command {
         #[command(subcommand)]
         command: reference::ReferenceCommand,
     },
+    /// Write a model's drift, data-quality and performance report (self-contained HTML).
+    Report(report::ReportArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -204,6 +207,7 @@ fn main() -> std::process::ExitCode {
                 Ok(())
             }
             Command::Reference { command } => reference::run(command).await,
+            Command::Report(args) => report::run(args).await,
         }
     });
     match result {

@@ -77,7 +77,7 @@ fn parse_format(s: &str) -> Result<TabularFormat, String> {
 /// 2 for every other error.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct UploadError(String);
+pub struct UploadError(pub(crate) String);
 
 /// Runs a `reference` subcommand.
 pub async fn run(command: ReferenceCommand) -> anyhow::Result<()> {
@@ -194,7 +194,7 @@ async fn upload(args: UploadArgs, env_token: Option<String>) -> anyhow::Result<(
 
 /// Parses and checks `--server`: http or https, no credentials in it, and plain http only to a
 /// loopback address, because the token would otherwise cross the network in clear.
-fn server_url(server: &str) -> anyhow::Result<Url> {
+pub(crate) fn server_url(server: &str) -> anyhow::Result<Url> {
     let url = Url::parse(server).with_context(|| format!("--server {server} is not a URL"))?;
     match url.scheme() {
         "https" => {}
@@ -232,7 +232,10 @@ fn is_loopback(url: &Url) -> bool {
 
 /// The token: from `token_file` if given, else from the environment. Error messages never
 /// include it.
-fn token(token_file: Option<&Path>, env_token: Option<String>) -> anyhow::Result<String> {
+pub(crate) fn token(
+    token_file: Option<&Path>,
+    env_token: Option<String>,
+) -> anyhow::Result<String> {
     let (token, source) = match token_file {
         Some(path) => {
             warn_if_shared(path);
@@ -335,7 +338,7 @@ fn progress_bar(size: u64) -> ProgressBar {
     bar
 }
 
-fn network_error(url: &Url, e: &reqwest::Error) -> String {
+pub(crate) fn network_error(url: &Url, e: &reqwest::Error) -> String {
     // The source chain says why (refused, reset, timed out); the URL holds no secret.
     let mut reason = e.to_string();
     let mut source = std::error::Error::source(e);

@@ -143,6 +143,55 @@ async fn reference_upload_from_the_command_line() {
     assert_eq!(listed["references"][0]["name"], "train");
     assert_eq!(listed["references"][0]["rows"], 2000);
 
+    // Some traffic, then the report as one HTML file.
+    let mut ndjson = String::new();
+    for i in 0..500 {
+        ndjson.push_str(&format!(
+            "{{\"event_id\":\"e{i}\",\"ts\":\"2026-11-25T10:{:02}:00Z\",\"amount\":{},\"country\":\"DE\",\"email\":\"x@y.z\",\"score\":0.5}}\n",
+            i % 60,
+            200 + i
+        ));
+    }
+    let r = http
+        .post(format!(
+            "http://127.0.0.1:{port}/api/v1/models/fraud-v3/predictions"
+        ))
+        .bearer_auth(&admin)
+        .header("content-type", "application/x-ndjson")
+        .body(ndjson)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let admin_file = dir.path().join("admin-token");
+    std::fs::write(&admin_file, &admin).unwrap();
+    std::fs::set_permissions(&admin_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let report = dir.path().join("report.html");
+    let out = Command::new(env!("CARGO_BIN_EXE_custos"))
+        .args(["report", "--model", "fraud-v3", "--out"])
+        .arg(&report)
+        .args(["--server", &format!("http://127.0.0.1:{port}")])
+        .arg("--token-file")
+        .arg(&admin_file)
+        .args([
+            "--from",
+            "2026-11-25T00:00:00Z",
+            "--to",
+            "2026-11-26T00:00:00Z",
+        ])
+        .env_remove("CUSTOS_TOKEN")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"), "{html}");
+    assert!(html.contains("Drift report: fraud-v3"));
+    assert!(html.contains("amount"));
+
     // A bad row: exit code 1, the row and field named, the value not shown.
     let bad = dir.path().join("bad.csv");
     std::fs::write(
