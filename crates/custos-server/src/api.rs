@@ -294,6 +294,36 @@ pub async fn get_profile(
     }))
 }
 
+/// The reference a query names: a window (`reference_start` + `reference_end`), the
+/// `reference_trailing_hours` before the current window, an uploaded set's id, or nothing
+/// (`None`: the caller's default).
+fn reference_spec(
+    start: Option<DateTime<Utc>>,
+    end: Option<DateTime<Utc>>,
+    uid: Option<String>,
+    trailing_hours: Option<u32>,
+    current_start: DateTime<Utc>,
+) -> Result<Option<ReferenceSpec>, ApiError> {
+    match (start, end, uid, trailing_hours) {
+        (Some(start), Some(end), None, None) => Ok(Some(ReferenceSpec::Window(start, end))),
+        (None, None, None, Some(hours)) if (1..=24 * 800).contains(&hours) => {
+            let start = current_start - Duration::hours(i64::from(hours));
+            Ok(Some(ReferenceSpec::Window(start, current_start)))
+        }
+        (None, None, Some(uid), None) => Ok(Some(ReferenceSpec::Uploaded(Some(uid)))),
+        (None, None, None, None) => Ok(None),
+        _ => Err(ApiError::bad_request(
+            "name the reference once: reference_start and reference_end, or \
+             reference_trailing_hours (1 to 19200), or reference (an uploaded set's id), or \
+             nothing (the newest uploaded set)",
+        )),
+    }
+}
+
+fn chunking(raw: Option<&str>) -> Result<Chunking, ApiError> {
+    raw.map_or(Ok(Chunking::None), Chunking::parse)
+}
+
 /// The bounds of a drift query.
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct DriftQuery {
@@ -304,6 +334,9 @@ pub struct DriftQuery {
     pub reference_end: Option<DateTime<Utc>>,
     /// An uploaded reference set's id; without it and without a window, the newest upload.
     pub reference: Option<String>,
+    /// Compare with the model's own traffic in this many hours before the current window
+    /// (a trailing reference).
+    pub reference_trailing_hours: Option<u32>,
     /// Current window start, RFC 3339.
     pub current_start: DateTime<Utc>,
     /// Current window end, RFC 3339.
@@ -329,20 +362,15 @@ pub async fn get_drift(
              reference_end, when given, too",
         )
     })?;
-    let reference = match (q.reference_start, q.reference_end, q.reference) {
-        (Some(start), Some(end), None) => ReferenceSpec::Window(start, end),
-        (None, None, uid) => ReferenceSpec::Uploaded(uid),
-        _ => {
-            return Err(ApiError::bad_request(
-                "give either reference_start and reference_end, or reference, or neither (the \
-                 newest uploaded reference)",
-            ));
-        }
-    };
-    let chunking = match q.chunk.as_deref() {
-        None => Chunking::None,
-        Some(raw) => Chunking::parse(raw)?,
-    };
+    let reference = reference_spec(
+        q.reference_start,
+        q.reference_end,
+        q.reference,
+        q.reference_trailing_hours,
+        q.current_start,
+    )?
+    .unwrap_or(ReferenceSpec::Uploaded(None));
+    let chunking = chunking(q.chunk.as_deref())?;
     let entry = state.model(&model_name(&model)?).await?;
     drift::drift(
         &state,
@@ -368,6 +396,9 @@ pub struct ReportQuery {
     pub reference_end: Option<DateTime<Utc>>,
     /// An uploaded reference set's id; without it, the newest.
     pub reference: Option<String>,
+    /// Compare with the model's own traffic in this many hours before the current window
+    /// (a trailing reference).
+    pub reference_trailing_hours: Option<u32>,
     /// Chunks: `hour`, `day`, `week` or `rows:N`.
     pub chunk: Option<String>,
     /// `html` (a self-contained file, sent as an attachment) or `json` (the default).
@@ -390,19 +421,15 @@ pub async fn get_report(
     let Query(q) = q.map_err(|_| {
         ApiError::bad_request("current_start and current_end are required RFC 3339 times")
     })?;
-    let reference = match (q.reference_start, q.reference_end, q.reference) {
-        (Some(start), Some(end), None) => ReferenceSpec::Window(start, end),
-        (None, None, uid) => ReferenceSpec::Uploaded(uid),
-        _ => {
-            return Err(ApiError::bad_request(
-                "give either reference_start and reference_end, or reference, or neither",
-            ));
-        }
-    };
-    let chunking = match q.chunk.as_deref() {
-        None => Chunking::None,
-        Some(raw) => Chunking::parse(raw)?,
-    };
+    let reference = reference_spec(
+        q.reference_start,
+        q.reference_end,
+        q.reference,
+        q.reference_trailing_hours,
+        q.current_start,
+    )?
+    .unwrap_or(ReferenceSpec::Uploaded(None));
+    let chunking = chunking(q.chunk.as_deref())?;
     let html = match q.format.as_deref() {
         None | Some("json") => false,
         Some("html") => true,
@@ -449,6 +476,9 @@ pub struct QualityQuery {
     pub reference_end: Option<DateTime<Utc>>,
     /// An uploaded reference set's id.
     pub reference: Option<String>,
+    /// Compare with the model's own traffic in this many hours before the current window
+    /// (a trailing reference).
+    pub reference_trailing_hours: Option<u32>,
 }
 
 /// Data quality of a window from stored profiles: missing and invalid shares, out-of-range
@@ -465,16 +495,13 @@ pub async fn get_quality(
 ) -> Result<Json<custos_proto::QualityResponse>, ApiError> {
     let Query(q) =
         q.map_err(|_| ApiError::bad_request("start and end are required RFC 3339 times"))?;
-    let reference = match (q.reference_start, q.reference_end, q.reference) {
-        (Some(start), Some(end), None) => Some(ReferenceSpec::Window(start, end)),
-        (None, None, Some(uid)) => Some(ReferenceSpec::Uploaded(Some(uid))),
-        (None, None, None) => None,
-        _ => {
-            return Err(ApiError::bad_request(
-                "give either reference_start and reference_end, or reference, or neither",
-            ));
-        }
-    };
+    let reference = reference_spec(
+        q.reference_start,
+        q.reference_end,
+        q.reference,
+        q.reference_trailing_hours,
+        q.start,
+    )?;
     let entry = state.model(&model_name(&model)?).await?;
     crate::quality::quality(&state, &entry, reference.as_ref(), (q.start, q.end))
         .await
@@ -507,10 +534,7 @@ pub async fn get_performance(
 ) -> Result<Json<custos_proto::PerformanceResponse>, ApiError> {
     let Query(q) =
         q.map_err(|_| ApiError::bad_request("start and end are required RFC 3339 times"))?;
-    let chunking = match q.chunk.as_deref() {
-        None => Chunking::None,
-        Some(raw) => Chunking::parse(raw)?,
-    };
+    let chunking = chunking(q.chunk.as_deref())?;
     let entry = state.model(&model_name(&model)?).await?;
     crate::performance::performance(
         &state,

@@ -171,6 +171,27 @@ async fn a_reference_upload_is_profiled_sealed_and_used_by_drift() {
         assert_eq!(chunks.len(), 5, "4 full chunks and the 4-hour rest");
         assert_eq!(chunks[0]["rows"], 1_000);
         assert_eq!(chunks[4]["rows"], 800);
+        // A trailing reference: the 24 hours before the current window hold no traffic here,
+        // so every feature is skipped; naming two references at once is refused.
+        let r = s
+            .get(
+                &format!("/api/v1/models/fraud-v3/drift?{CURRENT_DAY}&reference_trailing_hours=24"),
+                Some(&reader),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        assert_eq!(r.body["reference"]["kind"], "window");
+        assert_eq!(r.body["reference"]["start"], "2026-11-20T00:00:00Z");
+        assert_eq!(r.body["total_features"], 0);
+        let r = s
+            .get(
+                &format!(
+                    "/api/v1/models/fraud-v3/drift?{CURRENT_DAY}&reference_trailing_hours=24&reference={id}"
+                ),
+                Some(&reader),
+            )
+            .await;
+        assert_eq!(r.status, 400);
         // Unknown reference ids and bad chunk specs are clear errors.
         let r = s
             .get(
