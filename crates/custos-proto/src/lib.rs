@@ -470,6 +470,10 @@ pub struct QualityResponse {
     pub features: Vec<FeatureQualityBody>,
     /// Declared fields that were missing from every row of the window (schema change).
     pub missing_fields: Vec<String>,
+    /// Rows refused at ingestion (type mismatches, values out of range, undeclared fields…)
+    /// per field, by hour of arrival within the window. Each refused row counts once per field
+    /// at fault; refused batches store nothing else.
+    pub rejected: Vec<RejectedField>,
     /// Each complete hour's volume against the hours before it.
     pub volume: Vec<VolumeCheckBody>,
     /// Hours whose volume fell outside its band.
@@ -480,6 +484,16 @@ pub struct QualityResponse {
     /// Age of the latest event against `quality.max_silence_minutes`.
     #[schema(value_type = Object)]
     pub freshness: serde_json::Value,
+}
+
+/// Refused rows of one field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RejectedField {
+    /// The field (`(row)` for problems of a whole row, `(undeclared field)` for fields the
+    /// schema does not declare).
+    pub field: String,
+    /// Refused rows.
+    pub rows: u64,
 }
 
 /// Quality measures of one field.

@@ -51,7 +51,8 @@ use utoipa::{IntoParams, OpenApi};
         custos_core::PerformanceConfig, custos_proto::ReferenceInfo, custos_proto::ReferenceList,
         custos_proto::PerformanceResponse, custos_proto::PerformanceChunkBody,
         custos_proto::SegmentPerformanceBody, custos_proto::QualityResponse,
-        custos_proto::FeatureQualityBody, custos_proto::VolumeCheckBody, custos_proto::ReportBody
+        custos_proto::FeatureQualityBody, custos_proto::VolumeCheckBody, custos_proto::ReportBody,
+        custos_proto::RejectedField
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))

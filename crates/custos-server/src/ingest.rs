@@ -142,6 +142,44 @@ pub fn validate_and_mask_rows(
     }
 }
 
+/// Where rejections of rows whose field is not declared are counted: field names sent by a
+/// client are unbounded, the schema's are not.
+pub const UNDECLARED_FIELD: &str = "(undeclared field)";
+/// Where rejections not tied to one field (not an object, a repeated id) are counted.
+pub const WHOLE_ROW: &str = "(row)";
+
+/// Counts a refused batch's rows per field for data quality (each row once per field). A
+/// failure to count is logged and does not change the answer: the batch is refused either way.
+async fn count_rejections(state: &AppState, model: &ModelEntry, errors: &[RowError]) {
+    let mut seen: HashSet<(usize, &str)> = HashSet::new();
+    let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+    for error in errors {
+        let field = match error.field.as_deref() {
+            None => WHOLE_ROW,
+            Some(name) => match model.schema.column(name) {
+                Some((_, column)) => column.name.as_str(),
+                None if name == model.schema.spec().id_field.as_str()
+                    || name == model.schema.spec().timestamp_field.as_str() =>
+                {
+                    name
+                }
+                None => UNDECLARED_FIELD,
+            },
+        };
+        if seen.insert((error.row, field)) {
+            *counts.entry(field).or_default() += 1;
+        }
+    }
+    let counts: Vec<(String, u64)> = counts
+        .into_iter()
+        .map(|(field, n)| (field.to_owned(), n))
+        .collect();
+    let hour = HourBucket::of(state.clock.now());
+    if let Err(e) = state.store.record_rejections(model.id, hour, &counts).await {
+        tracing::warn!(error = %e, "could not count refused rows");
+    }
+}
+
 /// Feeds one masked value into its column's profile.
 pub fn observe(profile: &mut FeatureProfile, value: &MaskedValue) {
     match (profile, value) {
@@ -232,16 +270,23 @@ pub async fn ingest_predictions(
     let max_rows = state.config.limits.max_batch_rows;
     let keys = Arc::clone(&state.keys);
     let entry = Arc::clone(&model);
-    let records = blocking(move || {
+    let validated = blocking(move || {
         let rows = decode_rows(&body, format, max_rows)?;
-        validate_and_mask(
+        Ok(validate_and_mask_rows(
             &entry.schema,
             &rows,
             &IngestLimits::default(),
             keys.pseudonymizer(),
-        )
+        ))
     })
     .await?;
+    let records = match validated {
+        Ok(records) => records,
+        Err(errors) => {
+            count_rejections(state, &model, &errors).await;
+            return Err(ApiError::invalid_rows(errors));
+        }
+    };
     let submitted = records.len();
 
     // A concurrent request may index the same event between our look-up and our commit; the

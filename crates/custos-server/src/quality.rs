@@ -1,6 +1,6 @@
 //! Data quality of a window, from stored profiles: missing and invalid shares, values outside
 //! the reference's range, categories the reference never saw, declared fields that stopped
-//! arriving, hourly volume against its own recent past, and freshness (time since the last
+//! arriving, rows refused at ingestion per field, hourly volume against its own recent past, and freshness (time since the last
 //! event, so a model that goes silent is noticed).
 //!
 //! Owns the assembly of these measures for one model and window; the measures themselves are
@@ -13,7 +13,7 @@ use crate::query::hour_range;
 use crate::state::{AppState, ModelEntry};
 use chrono::{DateTime, Utc};
 use custos_core::HourBucket;
-use custos_proto::{FeatureQualityBody, QualityResponse, VolumeCheckBody};
+use custos_proto::{FeatureQualityBody, QualityResponse, RejectedField, VolumeCheckBody};
 use custos_stats::FeatureProfile;
 use std::collections::BTreeMap;
 
@@ -104,6 +104,13 @@ pub async fn quality(
         hour = HourBucket(hour.0 + 1);
     }
 
+    let rejected = state
+        .store
+        .rejections(model.id, hours.clone())
+        .await?
+        .into_iter()
+        .map(|(field, rows)| RejectedField { field, rows })
+        .collect();
     let last_event = state.store.last_event_time(model.id).await?;
     let now = state.clock.now();
     let max_age = i64::from(config.quality.max_silence_minutes) * 60 * 1_000_000;
@@ -120,6 +127,7 @@ pub async fn quality(
         reference: reference.as_ref().map(Reference::body),
         features,
         missing_fields,
+        rejected,
         volume: volume_checks,
         anomalous_hours,
         last_event,

@@ -80,6 +80,13 @@ pub(crate) fn quality_section(q: &QualityResponse) -> Markup {
             @if !q.missing_fields.is_empty() {
                 " " strong.bad { "Fields no longer sent: " (q.missing_fields.join(", ")) }
             }
+            @if !q.rejected.is_empty() {
+                " " strong.bad { "Refused rows: " }
+                @for (i, r) in q.rejected.iter().enumerate() {
+                    @if i > 0 { ", " }
+                    (r.field) " " (r.rows)
+                }
+            }
         }
         table {
             thead { tr { th { "Field" } th.num { "Values" } th.num { "Missing" } th.num { "Invalid" } th.num { "Out of reference range" } th.num { "Unseen categories" } } }

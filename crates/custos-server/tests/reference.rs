@@ -537,6 +537,33 @@ async fn data_quality_against_the_reference_volume_and_freshness() {
             )
             .await;
         assert_eq!(r.body["missing_fields"], json!(["country"]), "{:?}", r.body);
+
+        // Refused rows are counted per field by hour of arrival (never their values).
+        let mut rows = fraud_rows("bad", t0(), 3, false);
+        rows[0]["amount"] = json!("12,50 EUR");
+        rows[1]["amount"] = json!("n/a");
+        rows[1]["score"] = json!(7);
+        rows[2]["coupon_code"] = json!("SECRET-COUPON");
+        let r = s.post_ndjson(PREDICTIONS, Some(&s.admin), &rows).await;
+        assert_eq!(r.status, 422);
+        let now = Utc::now();
+        let window = format!(
+            "/api/v1/models/fraud-v3/quality?start={}&end={}",
+            (now - Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            (now + Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+        let r = s.get(&window, Some(&reader)).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        assert_eq!(
+            r.body["rejected"],
+            json!([
+                {"field": "(undeclared field)", "rows": 1},
+                {"field": "amount", "rows": 2},
+                {"field": "score", "rows": 1}
+            ])
+        );
+        assert!(!r.body.to_string().contains("SECRET-COUPON"));
+        assert!(!r.body.to_string().contains("coupon_code"));
         s.stop().await;
     }
 }

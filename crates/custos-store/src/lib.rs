@@ -316,6 +316,29 @@ impl Store {
         dispatch!(self, db => db.upsert_labels(model_id, labels, now))
     }
 
+    /// Adds refused rows to the counts of (model, hour of arrival, field). Only counts and
+    /// field names are kept, never values.
+    pub async fn record_rejections(
+        &self,
+        model_id: i64,
+        hour: HourBucket,
+        counts: &[(String, u64)],
+    ) -> Result<(), StoreError> {
+        if counts.is_empty() {
+            return Ok(());
+        }
+        dispatch!(self, db => db.record_rejections(model_id, hour, counts))
+    }
+
+    /// Refused rows per field over a range of arrival hours, by field name.
+    pub async fn rejections(
+        &self,
+        model_id: i64,
+        hours: Range<HourBucket>,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        dispatch!(self, db => db.rejections(model_id, hours))
+    }
+
     /// The latest event time the model has ingested (freshness), if any.
     pub async fn last_event_time(
         &self,

@@ -547,6 +547,49 @@ impl PgDb {
 
     // ---- audit ----
 
+    pub(crate) async fn record_rejections(
+        &self,
+        model_id: i64,
+        hour: HourBucket,
+        counts: &[(String, u64)],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for (field, count) in counts {
+            sqlx::query(
+                "INSERT INTO rejections (model_id, hour, field, row_count) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (model_id, hour, field) DO UPDATE SET row_count = rejections.row_count + excluded.row_count",
+            )
+            .bind(model_id)
+            .bind(hour.0)
+            .bind(field)
+            .bind(count_in(*count)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(model_write_err)?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn rejections(
+        &self,
+        model_id: i64,
+        hours: Range<HourBucket>,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT field, SUM(row_count)::BIGINT FROM rejections WHERE model_id = $1 AND hour >= $2 AND hour < $3 \
+             GROUP BY field ORDER BY field",
+        )
+        .bind(model_id)
+        .bind(hours.start.0)
+        .bind(hours.end.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(field, n)| Ok((field, count_out(n)?)))
+            .collect()
+    }
+
     pub(crate) async fn last_event_time(
         &self,
         model_id: i64,

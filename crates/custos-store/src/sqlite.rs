@@ -594,6 +594,49 @@ impl SqliteDb {
 
     // ---- audit ----
 
+    pub(crate) async fn record_rejections(
+        &self,
+        model_id: i64,
+        hour: HourBucket,
+        counts: &[(String, u64)],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        for (field, count) in counts {
+            sqlx::query(
+                "INSERT INTO rejections (model_id, hour, field, row_count) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (model_id, hour, field) DO UPDATE SET row_count = row_count + excluded.row_count",
+            )
+            .bind(model_id)
+            .bind(hour.0)
+            .bind(field)
+            .bind(count_in(*count)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(model_write_err)?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn rejections(
+        &self,
+        model_id: i64,
+        hours: Range<HourBucket>,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT field, SUM(row_count) FROM rejections WHERE model_id = ? AND hour >= ? AND hour < ? \
+             GROUP BY field ORDER BY field",
+        )
+        .bind(model_id)
+        .bind(hours.start.0)
+        .bind(hours.end.0)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter()
+            .map(|(field, n)| Ok((field, count_out(n)?)))
+            .collect()
+    }
+
     pub(crate) async fn last_event_time(
         &self,
         model_id: i64,

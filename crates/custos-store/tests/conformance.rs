@@ -76,6 +76,7 @@ conformance!(
     multi_partition_commit_is_atomic,
     existing_event_keys_beyond_one_chunk,
     last_event_time_is_the_latest_ingested,
+    rejections_add_up_per_hour_and_field,
     batches_overlap_the_range,
     profile_deltas_use_half_open_hours,
     replace_profiles_happy_path,
@@ -591,6 +592,33 @@ async fn last_event_time_is_the_latest_ingested(db: &TestStore) {
         Some(t0() + hours(5))
     );
     assert_eq!(db.last_event_time(m.id + 1).await.unwrap(), None);
+}
+
+async fn rejections_add_up_per_hour_and_field(db: &TestStore) {
+    let m = model(db, "fraud-v3").await;
+    let h = HourBucket::of(t0());
+    db.record_rejections(m.id, h, &[("amount".into(), 3), ("ts".into(), 1)])
+        .await
+        .unwrap();
+    db.record_rejections(m.id, h, &[("amount".into(), 2)])
+        .await
+        .unwrap();
+    db.record_rejections(m.id, HourBucket(h.0 + 1), &[("amount".into(), 10)])
+        .await
+        .unwrap();
+    assert_eq!(
+        db.rejections(m.id, h..HourBucket(h.0 + 1)).await.unwrap(),
+        vec![("amount".to_owned(), 5), ("ts".to_owned(), 1)]
+    );
+    assert_eq!(
+        db.rejections(m.id, h..HourBucket(h.0 + 2)).await.unwrap(),
+        vec![("amount".to_owned(), 15), ("ts".to_owned(), 1)]
+    );
+    assert!(db.rejections(m.id + 1, ALL_HOURS).await.unwrap().is_empty());
+    assert!(matches!(
+        db.record_rejections(9_999, h, &[("x".into(), 1)]).await,
+        Err(StoreError::NotFound)
+    ));
 }
 
 async fn existing_event_keys_beyond_one_chunk(db: &TestStore) {
