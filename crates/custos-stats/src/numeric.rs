@@ -167,6 +167,23 @@ impl NumericProfile {
             .map(KllFloat::into_inner)
     }
 
+    /// The sketch's CDF (share of finite values `<= x`, the inclusive rank) at each point; empty
+    /// without finite values. Non-finite points rank as `0` below and `1` above everything.
+    pub fn cdf(&self, points: &[f64]) -> Vec<f64> {
+        if self.kll.is_empty() {
+            return Vec::new();
+        }
+        let view = self.kll.sorted_view();
+        points
+            .iter()
+            .map(|x| {
+                KllFloat::<f64>::new(*x).map_or(if *x > 0.0 { 1.0 } else { 0.0 }, |x| {
+                    view.rank(&x, SearchCriteria::Inclusive).unwrap_or(0.0)
+                })
+            })
+            .collect()
+    }
+
     pub(crate) fn quantiles(&self, qs: &[f64]) -> Vec<(f64, f64)> {
         match self.kll.quantiles(qs, SearchCriteria::Inclusive) {
             Ok(Some(values)) => qs
