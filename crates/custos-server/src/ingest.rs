@@ -250,6 +250,30 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::internal(format!("ingest worker failed: {e}")))?
 }
 
+/// The permits of one unit of ingest work (a batch, a reference upload): admission fails at once
+/// with 429 beyond twice the worker count; a worker is then waited for. Held until dropped.
+pub struct Admission {
+    _admitted: tokio::sync::OwnedSemaphorePermit,
+    _worker: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Admits one unit of ingest work, bounded so that a flood gets 429 instead of a queue.
+pub async fn admit(state: &AppState) -> Result<Admission, ApiError> {
+    let Ok(admitted) = state.ingest_admission.clone().try_acquire_owned() else {
+        return Err(ApiError::rate_limited(1));
+    };
+    let worker = state
+        .ingest_workers
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiError::unavailable("shutting down"))?;
+    Ok(Admission {
+        _admitted: admitted,
+        _worker: worker,
+    })
+}
+
 /// Ingests one batch of predictions for `model`.
 pub async fn ingest_predictions(
     state: &AppState,
@@ -257,15 +281,7 @@ pub async fn ingest_predictions(
     body: axum::body::Bytes,
     format: BodyFormat,
 ) -> Result<IngestResponse, ApiError> {
-    let Ok(_admitted) = state.ingest_admission.clone().try_acquire_owned() else {
-        return Err(ApiError::rate_limited(1));
-    };
-    let _worker = state
-        .ingest_workers
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| ApiError::unavailable("shutting down"))?;
+    let _admission = admit(state).await?;
 
     let max_rows = state.config.limits.max_batch_rows;
     let keys = Arc::clone(&state.keys);

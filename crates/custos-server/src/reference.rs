@@ -274,15 +274,7 @@ pub async fn upload(
             "label_field '{label}' is a declared field of the model; name the label column"
         )));
     }
-    let Ok(_admitted) = state.ingest_admission.clone().try_acquire_owned() else {
-        return Err(ApiError::rate_limited(1));
-    };
-    let _worker = state
-        .ingest_workers
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| ApiError::unavailable("shutting down"))?;
+    let _admission = crate::ingest::admit(state).await?;
     let now = state.clock.now();
     let sha256: [u8; 32] = Sha256::digest(&body).into();
     let limits = TabularLimits {

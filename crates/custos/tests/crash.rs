@@ -17,8 +17,6 @@
 
 use serde_json::{Value, json};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
@@ -26,41 +24,9 @@ use tokio::sync::Mutex;
 const BATCHES: usize = 60;
 const ROWS: usize = 200;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+mod common;
 
-fn start(data: &Path, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_custos"))
-        .args(["serve", "--data-dir"])
-        .arg(data)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("CUSTOS_LOG__LEVEL", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-async fn wait_healthy(http: &reqwest::Client, port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(r) = http
-            .get(format!("http://127.0.0.1:{port}/healthz"))
-            .send()
-            .await
-            && r.status() == 200
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("server did not become healthy");
-}
+use common::{free_port, wait_healthy};
 
 fn batch(n: usize) -> Vec<u8> {
     let mut body = Vec::new();
@@ -97,7 +63,7 @@ async fn acknowledged_batches_survive_kill_9() {
     let data = dir.path().join("data");
     let port = free_port();
     let http = reqwest::Client::new();
-    let mut child = start(&data, port);
+    let mut child = common::serve(&data, port);
     wait_healthy(&http, port).await;
     let admin = std::fs::read_to_string(data.join("bootstrap-token"))
         .unwrap()
@@ -167,7 +133,7 @@ async fn acknowledged_batches_survive_kill_9() {
         "the kill must interrupt the stream, or this test proves nothing"
     );
 
-    let mut child = start(&data, port);
+    let mut child = common::serve(&data, port);
     wait_healthy(&http, port).await;
     let mut lost = Vec::new();
     let mut torn = Vec::new();

@@ -12,44 +12,11 @@
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+mod common;
 
-fn serve(data: &Path, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_custos"))
-        .args(["serve", "--data-dir"])
-        .arg(data)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("CUSTOS_LOG__LEVEL", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-async fn wait_healthy(http: &reqwest::Client, port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(r) = http
-            .get(format!("http://127.0.0.1:{port}/healthz"))
-            .send()
-            .await
-            && r.status() == 200
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("server did not become healthy");
-}
+use common::{free_port, wait_healthy};
 
 fn upload(port: u16, token_file: &Path, file: &Path, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_custos"))
@@ -71,7 +38,7 @@ async fn reference_upload_from_the_command_line() {
     let data = dir.path().join("data");
     let port = free_port();
     let http = reqwest::Client::new();
-    let mut child = serve(&data, port);
+    let mut child = common::serve(&data, port);
     wait_healthy(&http, port).await;
     let admin = std::fs::read_to_string(data.join("bootstrap-token"))
         .unwrap()
