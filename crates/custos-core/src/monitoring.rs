@@ -98,6 +98,11 @@ pub struct DriftConfig {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schema(value_type = BTreeMap<String, MethodSetting>)]
     pub features: BTreeMap<FieldName, MethodSetting>,
+    /// Fields not judged for drift at all (identifiers, pseudonymized keys: fields whose values
+    /// are meant to change). They are still profiled and checked for quality.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<String>)]
+    pub exclude: Vec<FieldName>,
 }
 
 fn default_drift_share() -> f64 {
@@ -111,11 +116,17 @@ impl Default for DriftConfig {
             numeric: None,
             categorical: None,
             features: BTreeMap::new(),
+            exclude: Vec::new(),
         }
     }
 }
 
 impl DriftConfig {
+    /// Whether the configuration leaves this field out of drift.
+    pub fn excludes(&self, feature: &str) -> bool {
+        self.exclude.iter().any(|f| f.as_str() == feature)
+    }
+
     /// The configured setting for a feature, if any (feature first, then its kind).
     pub fn setting(&self, feature: &str, kind: ProfileKind) -> Option<&MethodSetting> {
         self.features
@@ -294,6 +305,16 @@ impl MonitoringConfig {
                 Some(Some(_)) => {}
             }
         }
+        for name in &drift.exclude {
+            if schema.column(name.as_str()).is_none() {
+                errors.push(format!("drift.exclude: the model has no field '{name}'"));
+            }
+            if drift.features.contains_key(name) {
+                errors.push(format!(
+                    "drift.exclude: '{name}' also has a setting in drift.features"
+                ));
+            }
+        }
         let quality = &self.quality;
         if quality.max_silence_minutes == 0 || quality.max_silence_minutes > 60 * 24 * 30 {
             errors.push("quality.max_silence_minutes must lie in 1..=43200".into());
@@ -413,6 +434,24 @@ mod tests {
             assert!(joined.contains(needle), "missing {needle:?} in\n{joined}");
         }
         assert_eq!(errors.len(), 11, "{joined}");
+    }
+
+    #[test]
+    fn excluded_fields_must_exist_and_not_be_configured() {
+        let ok = config(r#"{"drift": {"exclude": ["country"]}}"#);
+        ok.check(&schema()).unwrap();
+        assert!(ok.drift.excludes("country"));
+        assert!(!ok.drift.excludes("amount"));
+        let bad = config(
+            r#"{"drift": {"exclude": ["ghost", "amount"],
+                          "features": {"amount": {"method": "psi"}}}}"#,
+        );
+        let errors = bad.check(&schema()).unwrap_err().join("\n");
+        assert!(
+            errors.contains("drift.exclude: the model has no field 'ghost'"),
+            "{errors}"
+        );
+        assert!(errors.contains("'amount' also has a setting"), "{errors}");
     }
 
     #[test]

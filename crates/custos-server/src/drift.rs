@@ -464,6 +464,13 @@ pub async fn drift(
             continue;
         };
         let name = column.name.to_string();
+        if config.drift.excludes(&name) {
+            skipped.push(SkippedFeature {
+                feature: name,
+                reason: "excluded from drift by the monitoring configuration".into(),
+            });
+            continue;
+        }
         let reference_profiles = reference.profiles(state, model, &name).await?;
         let hourly = hourly_profiles(state, model, &name, current_hours.clone()).await?;
         let whole_current = merge_all(hourly.iter().map(|(_, p)| p))?;

@@ -344,6 +344,7 @@ async fn monitoring_config_is_checked_versioned_audited_and_drives_drift() {
 
         let config = json!({"drift": {
         "drift_share": 0.25,
+        "exclude": ["email"],
         "features": {
             "amount": {"method": "kolmogorov_smirnov", "threshold": 0.01},
             "score": {"method": "psi", "data_driven_k": 3}
@@ -380,10 +381,25 @@ async fn monitoring_config_is_checked_versioned_audited_and_drives_drift() {
         assert_eq!(score["drifted"], false, "{score}");
         let threshold = score["threshold"].as_f64().unwrap();
         assert!(threshold > 0.0 && threshold < 0.1, "{threshold}");
-        // Unconfigured features keep the default rule.
+        // Unconfigured features keep the default rule; excluded ones are skipped, not judged.
         assert_eq!(
             feature(&r.body, "country")["threshold_source"],
             "default_rule"
+        );
+        let skipped = r.body["skipped"].as_array().unwrap();
+        assert!(
+            skipped
+                .iter()
+                .any(|f| f["feature"] == "email"
+                    && f["reason"].as_str().unwrap().contains("excluded")),
+            "{skipped:?}"
+        );
+        assert!(
+            r.body["features"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|f| f["feature"] != "email")
         );
 
         // A second version; the change is audited with before and after.

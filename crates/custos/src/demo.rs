@@ -265,6 +265,22 @@ pub async fn run(
         bail!("uploading the demo reference failed ({status}): {answer}");
     }
     eprintln!("uploaded a reference set of {REFERENCE_ROWS} labelled training rows");
+    // Customer pseudonyms are identifiers: their mix is meant to change, so drift leaves them out.
+    let monitoring = json!({"drift": {"exclude": ["customer_email"]}});
+    let response = admin
+        .http
+        .put(format!("{base}/api/v1/models/{MODEL}/monitoring"))
+        .bearer_auth(&admin.token)
+        .json(&monitoring)
+        .send()
+        .await
+        .context("PUT monitoring")?;
+    if !response.status().is_success() {
+        bail!(
+            "configuring the demo model's monitoring failed ({})",
+            response.status()
+        );
+    }
     let request = json!({
         "description": "demo model server",
         "scopes": [
