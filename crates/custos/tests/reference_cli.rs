@@ -40,22 +40,7 @@ async fn reference_upload_from_the_command_line() {
     let http = reqwest::Client::new();
     let mut child = common::serve(&data, port);
     wait_healthy(&http, port).await;
-    let admin = std::fs::read_to_string(data.join("bootstrap-token"))
-        .unwrap()
-        .trim()
-        .to_owned();
-    let spec = json!({"name": "fraud-v3", "id_field": "event_id", "timestamp_field": "ts",
-        "features": [{"name": "amount", "type": "numeric"}, {"name": "country", "type": "categorical"},
-                     {"name": "email", "type": "categorical", "pii": true, "masking": "hmac"}],
-        "prediction": {"name": "score", "type": "binary_score"}});
-    let r = http
-        .post(format!("http://127.0.0.1:{port}/api/v1/models"))
-        .bearer_auth(&admin)
-        .json(&spec)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    let admin = common::register_fraud_model(&http, &data, port).await;
     // A token for exactly this job: uploading references of this model.
     let r: serde_json::Value = http
         .post(format!("http://127.0.0.1:{port}/api/v1/tokens"))

@@ -45,3 +45,25 @@ pub async fn wait_healthy(http: &reqwest::Client, port: u16) {
     }
     panic!("server did not become healthy");
 }
+
+/// Reads the bootstrap secret from `data` and registers the `fraud-v3` model with it; returns
+/// the secret.
+pub async fn register_fraud_model(http: &reqwest::Client, data: &Path, port: u16) -> String {
+    let admin = std::fs::read_to_string(data.join("bootstrap-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let spec = serde_json::json!({"name": "fraud-v3", "id_field": "event_id", "timestamp_field": "ts",
+        "features": [{"name": "amount", "type": "numeric"}, {"name": "country", "type": "categorical"},
+                     {"name": "email", "type": "categorical", "pii": true, "masking": "hmac"}],
+        "prediction": {"name": "score", "type": "binary_score"}});
+    let r = http
+        .post(format!("http://127.0.0.1:{port}/api/v1/models"))
+        .bearer_auth(&admin)
+        .json(&spec)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    admin
+}
