@@ -40,10 +40,29 @@ pub struct Authorized {
     pub session: Option<String>,
 }
 
+/// Which parts of a composite answer (the model page, a report) a caller may see beyond what
+/// its route required. Decided here, beside the choke point, so that pages and reports cannot
+/// disagree about it (the table is in `docs/ACCESS.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sections {
+    /// Traffic volume and data quality (`profiles:read`).
+    pub profiles: bool,
+    /// Realized and estimated performance (`performance:read`).
+    pub performance: bool,
+}
+
 impl Authorized {
     /// Whether the same principal may also do `action` on `model` (used to filter listings).
     pub fn allows(&self, action: Action, model: &ModelName) -> bool {
         self.principal.allows(action, Some(model))
+    }
+
+    /// The sections of `model`'s page or report this caller may see.
+    pub fn sections(&self, model: &ModelName) -> Sections {
+        Sections {
+            profiles: self.allows(Action::ProfilesRead, model),
+            performance: self.allows(Action::PerformanceRead, model),
+        }
     }
 }
 

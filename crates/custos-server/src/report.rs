@@ -11,7 +11,6 @@ use crate::drift::{Chunking, ReferenceSpec};
 use crate::error::ApiError;
 use crate::state::{AppState, ModelEntry};
 use chrono::{DateTime, Utc};
-use custos_core::Action;
 use custos_proto::{PerformanceChunkBody, PerformanceResponse, QualityResponse, ReportBody};
 use maud::{DOCTYPE, Markup, html};
 use serde_json::Value;
@@ -27,13 +26,14 @@ pub async fn build(
     chunking: Chunking,
 ) -> Result<ReportBody, ApiError> {
     let name = model.schema.name();
+    let sections = who.sections(name);
     let drift = crate::drift::drift(state, model, reference, current, chunking).await?;
-    let quality = if who.allows(Action::ProfilesRead, name) {
+    let quality = if sections.profiles {
         Some(crate::quality::quality(state, model, Some(reference), current).await?)
     } else {
         None
     };
-    let performance = if who.allows(Action::PerformanceRead, name) {
+    let performance = if sections.performance {
         crate::performance::performance(state, model, current, chunking, None)
             .await
             .ok()

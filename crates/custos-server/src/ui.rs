@@ -293,7 +293,8 @@ pub async fn model_page(
     let name = ModelName::parse(&model).map_err(|_| ApiError::not_found("model"))?;
     let entry = state.model(&name).await?;
     let now = state.clock.now();
-    let volume = if who.allows(Action::ProfilesRead, &name) {
+    let sections = who.sections(&name);
+    let volume = if sections.profiles {
         let hours = query::hour_range(now - Duration::days(14), now + Duration::hours(1))?;
         Some(query::volume(&state, &entry, hours).await?.points)
     } else {
@@ -335,13 +336,13 @@ pub async fn model_page(
     };
     let (drift, quality, performance) = match drift {
         Some((drift, reference, current, chunking)) => {
-            let quality = if who.allows(Action::ProfilesRead, &name) {
+            let quality = if sections.profiles {
                 Some(crate::quality::quality(&state, &entry, Some(&reference), current).await?)
             } else {
                 None
             };
             // Performance reads rows back; a window beyond its limit simply shows no card.
-            let performance = if who.allows(Action::PerformanceRead, &name) {
+            let performance = if sections.performance {
                 crate::performance::performance(&state, &entry, current, chunking, None)
                     .await
                     .ok()
