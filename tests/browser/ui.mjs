@@ -77,6 +77,63 @@ await check('sign-out ends the session on the server', async () => {
   assert.equal(replay.headers.get('location'), '/ui/login');
 });
 
+// The auditor: a separate person with the auditor role, signed in with a password.
+const api = async (method, path, body) => {
+  const r = await fetch(`${base}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: r.status, body: await r.text() };
+};
+
+await check('an auditor signs in and sees the audit log verified against signed checkpoints', async () => {
+  const created = await api('POST', '/api/v1/users', {
+    name: 'ada-auditor', password: 'correct horse battery staple',
+    roles: [{ role: 'auditor', model: '*' }],
+  });
+  assert.equal(created.status, 201, created.body);
+  // A second configuration version, so there is something to compare.
+  const put = await api('PUT', '/api/v1/models/demo-fraud/monitoring?reason=browser%20test',
+    { drift: { drift_share: 0.4, exclude: ['customer_email'] } });
+  assert.equal(put.status, 200, put.body);
+  await page.goto(`${base}/ui/login`);
+  await page.fill('#username', 'ada-auditor');
+  await page.fill('#secret', 'correct horse battery staple');
+  await Promise.all([page.waitForURL(`${base}/ui`), page.click('button[type=submit]')]);
+  await Promise.all([page.waitForLoadState(), page.click('#audit-link')]);
+  assert.equal(new URL(page.url()).pathname, '/ui/audit');
+  assert.ok(await page.isVisible('#verified'), await page.textContent('#verification'));
+  assert.match(await page.textContent('#audit-log'), /user\.create/);
+  await page.fill('input[name=action]', 'auth.');
+  await Promise.all([page.waitForLoadState(), page.click('form.filters button')]);
+  assert.match(await page.textContent('#audit-log'), /auth\.sign_in/);
+  assert.doesNotMatch(await page.textContent('#audit-log'), /monitoring\.update/);
+  await page.screenshot({ path: `${shots}/audit.png`, fullPage: true });
+});
+
+await check('the auditor diffs two configuration versions and cannot change anything', async () => {
+  await page.goto(`${base}/ui/models/demo-fraud/history`);
+  const diff = await page.textContent('table.diff');
+  assert.match(diff, /drift_share/);
+  assert.match(await page.textContent('#versions'), /browser test/);
+  await page.screenshot({ path: `${shots}/history.png`, fullPage: true });
+  // The page itself cannot script a request (the CSP forbids it), so replay the browser's own
+  // session cookie from outside, as an attacker holding it would.
+  const cookie = (await page.context().cookies()).find((c) => c.name === 'custos_session');
+  const r = await fetch(`${base}/api/v1/models/demo-fraud/monitoring`, {
+    method: 'PUT',
+    headers: { cookie: `custos_session=${cookie.value}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ drift: { drift_share: 0.99 } }),
+  });
+  const status = r.status;
+  assert.equal(status, 403);
+});
+
+await check('still no Content-Security-Policy violations', async () => {
+  assert.deepEqual(violations, []);
+});
+
 await browser.close();
 console.log(`${passed} passed, ${failed} failed`);
 process.exit(failed === 0 ? 0 : 1);

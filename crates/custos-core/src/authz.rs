@@ -44,11 +44,14 @@ pub enum Action {
     /// Read and verify the audit log (instance-level).
     #[serde(rename = "audit:read")]
     AuditRead,
+    /// Create local users, bind their roles and disable them (instance-level).
+    #[serde(rename = "users:manage")]
+    UsersManage,
 }
 
 impl Action {
     /// Every action, for exhaustive tests and documentation.
-    pub const ALL: [Action; 11] = [
+    pub const ALL: [Action; 12] = [
         Action::ModelsRead,
         Action::ModelsWrite,
         Action::PredictionsWrite,
@@ -60,6 +63,7 @@ impl Action {
         Action::ReferencesWrite,
         Action::TokensManage,
         Action::AuditRead,
+        Action::UsersManage,
     ];
 
     /// The action's wire name.
@@ -76,6 +80,7 @@ impl Action {
             Action::ReferencesWrite => "references:write",
             Action::TokensManage => "tokens:manage",
             Action::AuditRead => "audit:read",
+            Action::UsersManage => "users:manage",
         }
     }
 
@@ -88,7 +93,7 @@ impl Action {
     pub fn is_instance_level(self) -> bool {
         matches!(
             self,
-            Action::ModelsWrite | Action::TokensManage | Action::AuditRead
+            Action::ModelsWrite | Action::TokensManage | Action::AuditRead | Action::UsersManage
         )
     }
 }
@@ -167,6 +172,16 @@ pub enum Principal {
         /// What it may do.
         grants: Vec<Grant>,
     },
+    /// A local user signed in with a password; grants are the union of the user's role
+    /// bindings as read at sign-in (see [`crate::roles`]).
+    User {
+        /// The user's store id.
+        id: String,
+        /// The user name, for display only: audit records name the id.
+        name: String,
+        /// What the user may do.
+        grants: Vec<Grant>,
+    },
 }
 
 impl Principal {
@@ -175,16 +190,18 @@ impl Principal {
     pub fn allows(&self, action: Action, model: Option<&ModelName>) -> bool {
         match self {
             Principal::Bootstrap => true,
-            Principal::Token { grants, .. } => grants.iter().any(|g| {
-                g.action == action
-                    && match model {
-                        Some(m) => g.model.covers(m),
-                        // A request about no particular model needs a grant that is not
-                        // narrowed, or — for listings — is narrowed to some model the
-                        // listing will then filter down to.
-                        None => !action.is_instance_level() || g.model == ModelScope::Any,
-                    }
-            }),
+            Principal::Token { grants, .. } | Principal::User { grants, .. } => {
+                grants.iter().any(|g| {
+                    g.action == action
+                        && match model {
+                            Some(m) => g.model.covers(m),
+                            // A request about no particular model needs a grant that is not
+                            // narrowed, or — for listings — is narrowed to some model the
+                            // listing will then filter down to.
+                            None => !action.is_instance_level() || g.model == ModelScope::Any,
+                        }
+                })
+            }
         }
     }
 
@@ -193,9 +210,11 @@ impl Principal {
     pub fn can_delegate(&self, grant: &Grant) -> bool {
         match (&grant.model, self) {
             (_, Principal::Bootstrap) => true,
-            (ModelScope::Any, Principal::Token { grants, .. }) => grants
-                .iter()
-                .any(|g| g.action == grant.action && g.model == ModelScope::Any),
+            (ModelScope::Any, Principal::Token { grants, .. } | Principal::User { grants, .. }) => {
+                grants
+                    .iter()
+                    .any(|g| g.action == grant.action && g.model == ModelScope::Any)
+            }
             (ModelScope::Named(m), _) => self.allows(grant.action, Some(m)),
         }
     }
@@ -205,6 +224,7 @@ impl Principal {
         match self {
             Principal::Bootstrap => "bootstrap".to_owned(),
             Principal::Token { id, .. } => id.clone(),
+            Principal::User { id, .. } => format!("user:{id}"),
         }
     }
 }

@@ -10,16 +10,22 @@
 pub mod audit;
 pub mod authz;
 pub mod clock;
+pub mod history;
 pub mod monitoring;
 pub mod names;
 pub mod partition;
 pub mod pii;
 pub mod record;
+pub mod roles;
 pub mod schema;
 
 pub use audit::{ActorType, AuditEvent, Outcome};
 pub use authz::{Action, Grant, GrantError, ModelScope, Principal, parse_grant};
 pub use clock::{Clock, FixedClock, SystemClock};
+pub use history::{
+    Change, ChangeKind, ConfigKind, DiffError, UnknownConfigKind, Weakening, diff,
+    masking_weakenings, monitoring_weakenings,
+};
 pub use monitoring::{
     DriftConfig, MethodSetting, MonitoringConfig, PerformanceConfig, QualityConfig,
 };
@@ -30,6 +36,7 @@ pub use record::{
     RowError, ValidatedLabel, ValidatedRecord,
 };
 pub use record::{mask, validate_label, validate_row};
+pub use roles::{BuiltinRole, RoleBinding, RoleError, grants_of};
 pub use schema::{
     Column, ColumnRole, FeatureSpec, FeatureType, Masking, ModelSchema, ModelSpec, PredictionSpec,
     PredictionType, ProfileKind, SchemaError, UnknownFieldPolicy,

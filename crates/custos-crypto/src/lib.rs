@@ -13,6 +13,8 @@
 //! wrapped keys, never the data.
 
 pub mod audit;
+pub mod auditexport;
+pub mod auditlog;
 pub mod checkpoint;
 mod error;
 pub mod ff1;

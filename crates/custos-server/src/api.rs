@@ -35,7 +35,7 @@ use utoipa::{IntoParams, OpenApi};
         healthz, list_models, create_model, get_model, post_predictions, post_labels,
         get_volume, get_profile, get_drift, get_report, get_quality, get_performance, get_monitoring, put_monitoring, post_reference,
         list_references, list_tokens,
-        create_token, revoke_token, get_audit, verify_audit
+        create_token, revoke_token, get_audit
     ),
     components(schemas(
         custos_proto::ErrorBody, custos_proto::ErrorCode, custos_proto::RowErrorBody, Health,
@@ -74,10 +74,14 @@ impl utoipa::Modify for BearerAuth {
 
 /// `GET /api/v1/openapi.json`.
 pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+    let mut doc = ApiDoc::openapi();
+    doc.merge(crate::users_api::UsersDoc::openapi());
+    doc.merge(crate::audit_api::AuditDoc::openapi());
+    doc.merge(crate::history_api::HistoryDoc::openapi());
+    Json(doc)
 }
 
-fn body(result: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
+pub(crate) fn body(result: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
     result.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::payload_too_large(limit)
@@ -103,11 +107,11 @@ fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
     }
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))
 }
 
-fn model_name(raw: &str) -> Result<ModelName, ApiError> {
+pub(crate) fn model_name(raw: &str) -> Result<ModelName, ApiError> {
     ModelName::parse(raw).map_err(|_| ApiError::not_found("model"))
 }
 
@@ -415,6 +419,7 @@ pub struct ReportQuery {
 pub async fn get_report(
     State(state): State<AppState>,
     Path(model): Path<String>,
+    Extension(ctx): Extension<RequestContext>,
     Extension(who): Extension<Authorized>,
     q: Result<Query<ReportQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<axum::response::Response, ApiError> {
@@ -446,6 +451,25 @@ pub async fn get_report(
         chunking,
     )
     .await?;
+    // A report is an export of monitoring results: recorded (with what it covered) before it
+    // leaves, and refused if it cannot be recorded.
+    let audit = audit_for(
+        &state,
+        &ctx,
+        &who,
+        "report.export",
+        format!("model/{}", entry.schema.name()),
+        serde_json::json!({
+            "format": if html { "html" } else { "json" },
+            "current_start": q.current_start,
+            "current_end": q.current_end,
+            "config_version": report.drift.config_version,
+        }),
+    );
+    state.store.append_audit(&audit).await.map_err(|e| {
+        tracing::error!(error = %e, "audit append failed; report refused");
+        ApiError::unavailable("the audit log cannot be written; the report is refused")
+    })?;
     if !html {
         return Ok(Json(report).into_response());
     }
@@ -548,7 +572,7 @@ pub async fn get_performance(
     .map(Json)
 }
 
-fn monitoring_body(
+pub(crate) fn monitoring_body(
     entry: &crate::state::ModelEntry,
     row: Option<custos_store::MonitoringConfigRow>,
 ) -> Result<MonitoringConfigBody, ApiError> {
@@ -584,8 +608,9 @@ pub async fn get_monitoring(
     monitoring_body(&entry, row).map(Json)
 }
 
-/// Replaces the model's monitoring configuration with a new version. Every version is kept;
-/// the change and its before/after are audited in the same transaction.
+/// Replaces the model's monitoring configuration with a new version. Every version is kept (with
+/// `reason`); the change and its before/after are audited in the same transaction. A weakening
+/// change waits for a second person (202) when the two-person rule is on.
 #[utoipa::path(put, path = "/api/v1/models/{model}/monitoring", params(("model" = String, Path)),
     request_body = MonitoringConfig,
     responses((status = 200, body = MonitoringConfigBody), (status = 400, body = custos_proto::ErrorBody)))]
@@ -594,40 +619,10 @@ pub async fn put_monitoring(
     Path(model): Path<String>,
     Extension(who): Extension<Authorized>,
     Extension(ctx): Extension<RequestContext>,
+    Query(q): Query<crate::history_api::ReasonQuery>,
     raw: Result<Bytes, BytesRejection>,
-) -> Result<Json<MonitoringConfigBody>, ApiError> {
-    let raw = body(raw, state.config.limits.max_body_bytes)?;
-    let config: MonitoringConfig = parse_json(&raw)?;
-    let entry = state.model(&model_name(&model)?).await?;
-    config
-        .check(&entry.schema)
-        .map_err(|errors| ApiError::bad_request(errors.join("; ")))?;
-    let before = state.store.monitoring_config(entry.id).await?;
-    let before_json: serde_json::Value = match &before {
-        Some(row) => serde_json::from_str(&row.config_json).map_err(ApiError::internal)?,
-        None => serde_json::Value::Null,
-    };
-    let config_json = serde_json::to_string(&config).map_err(ApiError::internal)?;
-    let audit = audit_for(
-        &state,
-        &ctx,
-        &who,
-        "monitoring.update",
-        format!("model/{}", entry.schema.name()),
-        serde_json::json!({ "before": before_json, "after": config }),
-    );
-    state
-        .store
-        .insert_monitoring_config(
-            entry.id,
-            &config_json,
-            &who.principal.actor_id(),
-            state.clock.now(),
-            &audit,
-        )
-        .await?;
-    let row = state.store.monitoring_config(entry.id).await?;
-    monitoring_body(&entry, row).map(Json)
+) -> Result<axum::response::Response, ApiError> {
+    crate::history_api::put(state, model, who, ctx, q.reason, raw).await
 }
 
 /// Options of a reference upload.
@@ -893,18 +888,4 @@ pub async fn get_audit(
         })
         .collect();
     Ok(Json(AuditPage { records }))
-}
-
-/// Recomputes the audit hash chain.
-#[utoipa::path(get, path = "/api/v1/audit/verify", responses((status = 200, body = Object)))]
-pub async fn verify_audit(
-    State(state): State<AppState>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    match state.store.verify_audit_chain().await {
-        Ok(entries) => Ok(Json(serde_json::json!({ "ok": true, "entries": entries }))),
-        Err(custos_store::StoreError::AuditChainBroken { seq }) => Ok(Json(
-            serde_json::json!({ "ok": false, "first_bad_seq": seq }),
-        )),
-        Err(e) => Err(e.into()),
-    }
 }

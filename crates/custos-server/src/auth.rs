@@ -218,6 +218,7 @@ impl Actor {
         let kind = match principal {
             Principal::Bootstrap => ActorType::Bootstrap,
             Principal::Token { .. } => ActorType::Token,
+            Principal::User { .. } => ActorType::User,
         };
         Self {
             id: principal.actor_id(),
@@ -322,7 +323,10 @@ pub async fn authorize(
     let (principal, session) = if let Some(secret) = bearer(request.headers()) {
         match authenticate_secret(&state, secret).await {
             Ok(Ok(p)) => (p, None),
-            Ok(Err(failure)) => return reject(&state, &ctx, route, failure, ui).await,
+            Ok(Err(failure)) => {
+                let credential = state.keys.audit_hasher().tag(secret);
+                return reject(&state, &ctx, route, failure, &credential, ui).await;
+            }
             Err(e) => return e.into_response(),
         }
     } else if let Some(session_id) = cookie(request.headers(), SESSION_COOKIE) {
@@ -374,6 +378,7 @@ async fn reject(
     ctx: &RequestContext,
     route: &str,
     failure: AuthFailure,
+    credential_hmac: &str,
     ui: bool,
 ) -> Response {
     state.failures.record(ctx.client_ip);
@@ -384,7 +389,7 @@ async fn reject(
         "auth.bearer",
         route.to_owned(),
         Outcome::Failure,
-        serde_json::json!({ "reason": failure.as_str() }),
+        serde_json::json!({ "reason": failure.as_str(), "credential_hmac": credential_hmac }),
     );
     if let Err(e) = state.store.append_audit(&event).await {
         tracing::error!(error = %e, "audit append failed for an authentication failure");
@@ -422,7 +427,7 @@ pub async fn sign_in(
     }
     let result = match authenticate_secret(state, secret.trim()).await {
         // API tokens are machine credentials: a web session would cache their grants past a
-        // revocation. People sign in with the administrator secret until user accounts exist.
+        // revocation. People sign in with a password (`crate::local_users`) or this secret.
         Ok(Ok(Principal::Token { .. })) => Err(AuthFailure::Unknown),
         Ok(r) => r,
         Err(e) => return Err(SignInError::Internal(e)),
@@ -438,7 +443,12 @@ pub async fn sign_in(
         "auth.login",
         "ui".into(),
         outcome,
-        serde_json::json!({ "method": "secret", "reason": reason }),
+        serde_json::json!({
+            "method": "secret",
+            "reason": reason,
+            // Only a failed secret is worth matching later; a good one is never recorded.
+            "credential_hmac": result.is_err().then(|| state.keys.audit_hasher().tag(secret.trim())),
+        }),
     );
     if let Err(e) = state.store.append_audit(&event).await {
         return Err(SignInError::Internal(ApiError::internal(format!(

@@ -45,10 +45,14 @@ pub struct Config {
     pub keys: KeysConfig,
     /// Bounds on requests.
     pub limits: LimitsConfig,
+    /// Password sign-in.
+    pub auth: AuthConfig,
     /// Drift defaults.
     pub drift: DriftConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The audit log: checkpoints, retention, extra sinks.
+    pub audit: AuditConfig,
 }
 
 /// `[server]`.
@@ -136,6 +140,25 @@ impl Default for LimitsConfig {
     }
 }
 
+/// `[auth]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Wrong passwords in a row after which a local user's account is locked.
+    pub lockout_failures: u32,
+    /// How long a locked account stays locked, in minutes.
+    pub lockout_minutes: u32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            lockout_failures: 10,
+            lockout_minutes: 15,
+        }
+    }
+}
+
 /// `[drift]`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -154,6 +177,38 @@ impl Default for DriftConfig {
             psi_threshold: 0.2,
             jensen_shannon_threshold: 0.1,
             drift_share: 0.5,
+        }
+    }
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// A checkpoint is signed at least this often while entries arrive.
+    pub checkpoint_interval_seconds: u32,
+    /// …and as soon as this many entries are unsigned.
+    pub checkpoint_max_entries: u32,
+    /// Entries older than this are pruned (from a checkpoint, so the log stays verifiable).
+    pub retention_days: u32,
+    /// Largest tree an inclusion or consistency proof is computed over on request.
+    pub max_proof_tree_size: u32,
+    /// Weakening changes (a raised drift threshold, an excluded feature, a longer silence
+    /// allowed) wait for a second person's approval instead of taking effect.
+    pub two_person_rule: bool,
+    /// Extra places every entry is written to before its transaction commits.
+    pub sinks: crate::audit_sinks::AuditSinksConfig,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            checkpoint_interval_seconds: 60,
+            checkpoint_max_entries: 1_000,
+            retention_days: 400,
+            max_proof_tree_size: 2_000_000,
+            two_person_rule: false,
+            sinks: crate::audit_sinks::AuditSinksConfig::default(),
         }
     }
 }
@@ -322,6 +377,11 @@ fn check(config: &Config) -> Result<(), ConfigError> {
             ));
         }
     }
+    if config.auth.lockout_failures == 0 || config.auth.lockout_minutes == 0 {
+        return Err(ConfigError::Invalid(
+            "auth.lockout_failures and auth.lockout_minutes must be positive".into(),
+        ));
+    }
     if config.server.session_idle_minutes == 0 || config.server.session_max_hours == 0 {
         return Err(ConfigError::Invalid(
             "session lifetimes must be positive".into(),
@@ -402,5 +462,8 @@ mod tests {
         assert!(load(None, env(&[("CUSTOS_DRIFT__DRIFT_SHARE", "2")])).is_err());
         assert!(load(None, env(&[("CUSTOS_STORE__DATABASE_URL", "mysql://x")])).is_err());
         assert!(load(None, env(&[("CUSTOS_SERVER__LISTEN", "nonsense")])).is_err());
+        assert!(load(None, env(&[("CUSTOS_AUTH__LOCKOUT_FAILURES", "0")])).is_err());
+        let c = load(None, env(&[("CUSTOS_AUTH__LOCKOUT_MINUTES", "30")])).unwrap();
+        assert_eq!((c.auth.lockout_failures, c.auth.lockout_minutes), (10, 30));
     }
 }

@@ -51,6 +51,11 @@ impl ApiError {
         )
     }
 
+    /// 403 with a reason the caller can act on (not a scope problem).
+    pub fn forbidden_because(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, message)
+    }
+
     /// 404.
     pub fn not_found(what: &str) -> Self {
         Self::new(

@@ -6,6 +6,8 @@
 
 use crate::config::Config;
 use custos_core::{Clock, Partition};
+use custos_crypto::auditlog::AuditHasher;
+use custos_crypto::checkpoint::NoteSigner;
 use custos_crypto::keys::{DataKey, Kek, KekRing, KeyContext};
 use custos_crypto::pseudonym::{HmacPseudonymizer, SecretBytes};
 use custos_crypto::token::TokenHasher;
@@ -17,6 +19,7 @@ const DATA_KEY_CACHE_LIMIT: usize = 4_096;
 const SECRET_PII_HMAC: &str = "pii-hmac-key";
 const SECRET_EVENT_HMAC: &str = "event-hmac-key";
 const SECRET_TOKEN_PEPPER: &str = "token-pepper";
+const SECRET_AUDIT_HMAC: &str = "audit-hmac-key";
 
 /// Why keys could not be made ready.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +30,17 @@ pub enum KeyError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] custos_store::StoreError),
+    /// A checkpoint signing key could not be made.
+    #[error("audit signing key: {0}")]
+    Signing(#[from] custos_crypto::checkpoint::CheckpointError),
+    /// Stored key material disagrees with itself.
+    #[error("{0}")]
+    Inconsistent(String),
+}
+
+/// The stored-secret name of checkpoint signing key `version`.
+fn signing_secret_name(version: i64) -> String {
+    format!("audit-signing-key-v{version}")
 }
 
 /// Keys the running server holds.
@@ -35,6 +49,7 @@ pub struct KeyService {
     store: Store,
     pseudonymizer: HmacPseudonymizer,
     token_hasher: TokenHasher,
+    audit_hasher: AuditHasher,
     clock: Arc<dyn Clock>,
     data_keys: Mutex<HashMap<(i64, Partition), Arc<DataKey>>>,
 }
@@ -82,7 +97,9 @@ impl KeyService {
         let pii = stored_secret(&store, &ring, SECRET_PII_HMAC).await?;
         let event = stored_secret(&store, &ring, SECRET_EVENT_HMAC).await?;
         let pepper = stored_secret(&store, &ring, SECRET_TOKEN_PEPPER).await?;
+        let audit = stored_secret(&store, &ring, SECRET_AUDIT_HMAC).await?;
         Ok(Self {
+            audit_hasher: AuditHasher::new(&audit),
             pseudonymizer: HmacPseudonymizer::new(pii, event),
             token_hasher: TokenHasher::new(pepper),
             ring,
@@ -100,6 +117,17 @@ impl KeyService {
     /// The keyed hash tokens are stored as.
     pub fn token_hasher(&self) -> &TokenHasher {
         &self.token_hasher
+    }
+
+    /// The keyed hash audit records use for values they must not hold.
+    pub fn audit_hasher(&self) -> &AuditHasher {
+        &self.audit_hasher
+    }
+
+    /// The checkpoint signer of `version`, from its wrapped seed.
+    pub async fn audit_signer(&self, origin: &str, version: i64) -> Result<NoteSigner, KeyError> {
+        let seed = stored_secret(&self.store, &self.ring, &signing_secret_name(version)).await?;
+        Ok(NoteSigner::from_seed(origin, seed.expose())?)
     }
 
     /// The data key of one model's day, created on first use.

@@ -6,15 +6,21 @@
 //! masking in `custos-core`, cryptography in `custos-crypto`, SQL in `custos-store`.
 
 pub mod api;
+pub mod audit_api;
+pub mod audit_log;
+pub mod audit_sinks;
 pub mod auth;
 pub mod bootstrap;
 pub mod config;
 pub mod context;
 pub mod drift;
 pub mod error;
+pub mod history_api;
 pub mod ingest;
 pub mod jobs;
 pub mod keys;
+pub mod local_users;
+pub mod passwords;
 pub mod performance;
 pub mod policy;
 pub mod quality;
@@ -24,6 +30,8 @@ pub mod report;
 pub mod sessions;
 pub mod state;
 pub mod ui;
+pub mod ui_audit;
+pub mod users_api;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
@@ -86,6 +94,8 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/static/custos.css", get(ui::stylesheet))
         .route("/ui", get(ui::models_page))
         .route("/ui/models/{model}", get(ui::model_page))
+        .route("/ui/audit", get(ui_audit::audit_page))
+        .route("/ui/models/{model}/history", get(ui_audit::history_page))
         .route(
             "/api/v1/models",
             get(api::list_models).post(api::create_model),
@@ -113,6 +123,31 @@ pub fn router(state: AppState) -> Router {
             get(api::get_monitoring).put(api::put_monitoring),
         )
         .route(
+            "/api/v1/models/{model}/monitoring/history",
+            get(history_api::history),
+        )
+        .route(
+            "/api/v1/models/{model}/monitoring/versions/{version}",
+            get(history_api::version),
+        )
+        .route(
+            "/api/v1/models/{model}/monitoring/diff",
+            get(history_api::diff_versions),
+        )
+        .route(
+            "/api/v1/models/{model}/monitoring/rollback",
+            post(history_api::rollback),
+        )
+        .route(
+            "/api/v1/models/{model}/monitoring/changes/{id}/approve",
+            post(history_api::approve),
+        )
+        .route(
+            "/api/v1/models/{model}/monitoring/changes/{id}/reject",
+            post(history_api::reject),
+        )
+        .route("/api/v1/models/{model}/lineage", get(history_api::lineage))
+        .route(
             "/api/v1/models/{model}/reference",
             get(api::list_references)
                 .post(api::post_reference)
@@ -126,8 +161,32 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/tokens/{id}",
             axum::routing::delete(api::revoke_token),
         )
+        .route(
+            "/api/v1/users",
+            get(users_api::list_users).post(users_api::create_user),
+        )
+        .route(
+            "/api/v1/users/{id}",
+            axum::routing::delete(users_api::disable_user),
+        )
+        .route(
+            "/api/v1/users/{id}/roles",
+            axum::routing::put(users_api::put_user_roles),
+        )
         .route("/api/v1/audit", get(api::get_audit))
-        .route("/api/v1/audit/verify", get(api::verify_audit))
+        .route("/api/v1/audit/verify", get(audit_api::verify))
+        .route(
+            "/api/v1/audit/checkpoint",
+            get(audit_api::latest_checkpoint),
+        )
+        .route("/api/v1/audit/keys", get(audit_api::signing_keys))
+        .route("/api/v1/audit/proof/inclusion", get(audit_api::inclusion))
+        .route(
+            "/api/v1/audit/proof/consistency",
+            get(audit_api::consistency),
+        )
+        .route("/api/v1/audit/export", get(audit_api::export))
+        .route("/api/v1/audit/hash", post(audit_api::hash_value))
         // Layers run bottom-up on the way in: context first, then limits, then the choke point.
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -172,7 +231,9 @@ async fn security_headers(request: Request, next: Next) -> Response {
     response
 }
 
-fn database_url(config: &config::Config) -> Result<String, StartError> {
+/// The store URL a configuration names (the embedded SQLite file in the data directory unless a
+/// database URL is set).
+pub fn database_url(config: &config::Config) -> Result<String, StartError> {
     match &config.store.database_url {
         Some(url) => Ok(url.expose().to_owned()),
         None => {
@@ -196,6 +257,12 @@ impl App {
             source,
         })?;
         store.migrate().await?;
+        let store = match audit_sinks::AuditSinks::from_config(&config.audit.sinks)
+            .map_err(|e| StartError::Config(e.to_string()))?
+        {
+            Some(sinks) => store.with_audit_mirror(sinks),
+            None => store,
+        };
         if config.store.database_url.is_none() {
             bootstrap::restrict_database_files(&config.server.data_dir)?;
         }
@@ -205,6 +272,11 @@ impl App {
             bootstrap::ensure_bootstrap_secret(&store, &key_service, &config.server.data_dir)
                 .await?;
         let state = AppState::new(store, key_service, clock, config);
+        // The log's name and first signing key exist before anything is appended, so the first
+        // checkpoint never waits on key creation.
+        audit_log::current_signer(&state)
+            .await
+            .map_err(|e| StartError::Config(format!("audit log: {e}")))?;
         Ok(App {
             state,
             bootstrap_token_path,
@@ -229,6 +301,7 @@ impl App {
         )
         .await?;
         let jobs = jobs::spawn(state.clone());
+        let audit_job = audit_log::spawn(state.clone());
         let app = router(state.clone());
         let result = axum::serve(
             listener,
@@ -238,8 +311,13 @@ impl App {
         .await
         .map_err(|e| StartError::Io(e.to_string()));
         jobs.abort();
+        audit_job.abort();
         if let Err(e) = system_audit(&state, "server.stop", serde_json::json!({})).await {
             tracing::error!(error = %e, "could not record the stop");
+        }
+        // Sign what is unsigned so a cut of the last minute's entries stays detectable.
+        if let Err(e) = audit_log::checkpoint_once(&state, true).await {
+            tracing::error!(error = %e, "could not sign the final audit checkpoint");
         }
         state.store.close().await;
         result

@@ -43,6 +43,12 @@ pub const POLICY: &[(&str, &str, Requirement)] = &[
         "/ui/models/{model}",
         Auth(Action::DriftRead, ModelInPath),
     ),
+    ("GET", "/ui/audit", Auth(Action::AuditRead, NoModel)),
+    (
+        "GET",
+        "/ui/models/{model}/history",
+        Auth(Action::ModelsRead, ModelInPath),
+    ),
     ("GET", "/api/v1/models", Auth(Action::ModelsRead, NoModel)),
     ("POST", "/api/v1/models", Auth(Action::ModelsWrite, NoModel)),
     (
@@ -121,10 +127,87 @@ pub const POLICY: &[(&str, &str, Requirement)] = &[
         "/api/v1/tokens/{id}",
         Auth(Action::TokensManage, NoModel),
     ),
+    ("GET", "/api/v1/users", Auth(Action::UsersManage, NoModel)),
+    ("POST", "/api/v1/users", Auth(Action::UsersManage, NoModel)),
+    (
+        "DELETE",
+        "/api/v1/users/{id}",
+        Auth(Action::UsersManage, NoModel),
+    ),
+    (
+        "PUT",
+        "/api/v1/users/{id}/roles",
+        Auth(Action::UsersManage, NoModel),
+    ),
+    (
+        "GET",
+        "/api/v1/models/{model}/monitoring/history",
+        Auth(Action::ModelsRead, ModelInPath),
+    ),
+    (
+        "GET",
+        "/api/v1/models/{model}/monitoring/versions/{version}",
+        Auth(Action::ModelsRead, ModelInPath),
+    ),
+    (
+        "GET",
+        "/api/v1/models/{model}/monitoring/diff",
+        Auth(Action::ModelsRead, ModelInPath),
+    ),
+    (
+        "POST",
+        "/api/v1/models/{model}/monitoring/rollback",
+        Auth(Action::MonitorsWrite, ModelInPath),
+    ),
+    (
+        "POST",
+        "/api/v1/models/{model}/monitoring/changes/{id}/approve",
+        Auth(Action::MonitorsWrite, ModelInPath),
+    ),
+    (
+        "POST",
+        "/api/v1/models/{model}/monitoring/changes/{id}/reject",
+        Auth(Action::MonitorsWrite, ModelInPath),
+    ),
+    (
+        "GET",
+        "/api/v1/models/{model}/lineage",
+        Auth(Action::ModelsRead, ModelInPath),
+    ),
     ("GET", "/api/v1/audit", Auth(Action::AuditRead, NoModel)),
     (
         "GET",
         "/api/v1/audit/verify",
+        Auth(Action::AuditRead, NoModel),
+    ),
+    (
+        "GET",
+        "/api/v1/audit/checkpoint",
+        Auth(Action::AuditRead, NoModel),
+    ),
+    (
+        "GET",
+        "/api/v1/audit/keys",
+        Auth(Action::AuditRead, NoModel),
+    ),
+    (
+        "GET",
+        "/api/v1/audit/proof/inclusion",
+        Auth(Action::AuditRead, NoModel),
+    ),
+    (
+        "GET",
+        "/api/v1/audit/proof/consistency",
+        Auth(Action::AuditRead, NoModel),
+    ),
+    (
+        "GET",
+        "/api/v1/audit/export",
+        Auth(Action::AuditRead, NoModel),
+    ),
+    (
+        "POST",
+        "/api/v1/audit/hash",
         Auth(Action::AuditRead, NoModel),
     ),
 ];

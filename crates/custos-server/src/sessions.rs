@@ -79,6 +79,14 @@ impl Sessions {
         Some(session.principal.clone())
     }
 
+    /// Ends every session of the principal with this actor id (a user disabled or given other
+    /// roles signs in again, so no session keeps grants the store no longer holds).
+    pub fn end_all_for(&self, actor_id: &str) {
+        if let Ok(mut table) = self.table.lock() {
+            table.retain(|_, s| s.principal.actor_id() != actor_id);
+        }
+    }
+
     /// Ends a session.
     pub fn remove(&self, id: &str) {
         if let Ok(mut table) = self.table.lock() {
@@ -118,6 +126,16 @@ mod tests {
         let id = s.create(Principal::Bootstrap, t0);
         s.remove(&id);
         assert!(s.get(&id, t0).is_none());
+        let user = Principal::User {
+            id: "u1".into(),
+            name: "ada".into(),
+            grants: Vec::new(),
+        };
+        let (a, b) = (s.create(user.clone(), t0), s.create(user, t0));
+        let admin = s.create(Principal::Bootstrap, t0);
+        s.end_all_for("user:u1");
+        assert!(s.get(&a, t0).is_none() && s.get(&b, t0).is_none());
+        assert!(s.get(&admin, t0).is_some());
         assert!(s.get("unknown", t0).is_none());
     }
 }

@@ -41,6 +41,8 @@ pub struct AppState {
     pub sessions: Arc<Sessions>,
     /// Failed-authentication throttle.
     pub failures: Arc<FailureLimiter>,
+    /// Password hashing, bounded (see [`crate::passwords`]).
+    pub passwords: Arc<crate::passwords::Passwords>,
     /// Admission to the ingest path: bounded so a flood gets 429 instead of unbounded queues.
     pub ingest_admission: Arc<Semaphore>,
     /// Ingest requests processed at once.
@@ -67,6 +69,7 @@ impl AppState {
             clock,
             config: Arc::new(config),
             failures: Arc::new(FailureLimiter::default()),
+            passwords: Arc::new(crate::passwords::Passwords::default()),
             models: Arc::new(RwLock::new(HashMap::new())),
             token_touches: Arc::new(Mutex::new(HashMap::new())),
         }

@@ -10,6 +10,7 @@ use crate::auth::{Authorized, SESSION_COOKIE, SignInError, cookie, sign_in};
 use crate::context::RequestContext;
 use crate::drift::{Chunking, ReferenceSpec};
 use crate::error::ApiError;
+use crate::local_users::sign_in_password;
 use crate::query;
 use crate::state::AppState;
 use axum::Form;
@@ -26,7 +27,7 @@ const CSRF_COOKIE: &str = "custos_csrf";
 /// The one stylesheet (served at `/ui/static/custos.css`, inlined into HTML reports).
 pub(crate) const STYLESHEET: &str = include_str!("ui/custos.css");
 
-fn page(title: &str, signed_in: bool, csrf: Option<&str>, body: Markup) -> Markup {
+pub(crate) fn page(title: &str, signed_in: bool, csrf: Option<&str>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -75,11 +76,14 @@ fn csrf_cookie(value: &str) -> String {
 
 /// `GET /ui/login`.
 pub async fn login_page() -> Response {
-    login_form(None, StatusCode::OK)
+    login_form(None, StatusCode::OK, None)
 }
 
-fn login_form(error: Option<&str>, status: StatusCode) -> Response {
-    let csrf = crate::context::random_id();
+/// The sign-in page. A failed attempt is answered with the CSRF token the browser already holds
+/// (`reuse`), so that every refusal renders byte for byte the same page and nothing in it tells
+/// an unknown user from a wrong password.
+fn login_form(error: Option<&str>, status: StatusCode, reuse: Option<&str>) -> Response {
+    let csrf = reuse.map_or_else(crate::context::random_id, str::to_owned);
     let markup = page(
         "Sign in",
         false,
@@ -88,21 +92,25 @@ fn login_form(error: Option<&str>, status: StatusCode) -> Response {
             section.card.narrow {
                 h1 { "Sign in" }
                 p.muted {
-                    "Paste the administrator secret from "
-                    code { "<data-dir>/bootstrap-token" } ". API tokens are for machines and cannot sign in here."
+                    "Sign in with your user name and password. To use the administrator secret from "
+                    code { "<data-dir>/bootstrap-token" } ", leave the user name empty. API tokens are for machines and cannot sign in here."
                 }
                 @if let Some(error) = error { p.error role="alert" { (error) } }
                 form method="post" action="/ui/login" {
                     input type="hidden" name="csrf" value=(csrf);
-                    label for="secret" { "Secret" }
-                    input #secret type="password" name="secret" autocomplete="off" required autofocus;
+                    label for="username" { "User name" }
+                    input #username type="text" name="username" autocomplete="username" autocapitalize="none" spellcheck="false" autofocus;
+                    label for="secret" { "Password or administrator secret" }
+                    input #secret type="password" name="secret" autocomplete="current-password" required;
                     button type="submit" { "Sign in" }
                 }
             }
         },
     );
     let mut response = (status, Html(markup.into_string())).into_response();
-    if let Ok(v) = HeaderValue::from_str(&csrf_cookie(&csrf)) {
+    if reuse.is_none()
+        && let Ok(v) = HeaderValue::from_str(&csrf_cookie(&csrf))
+    {
         response.headers_mut().append(header::SET_COOKIE, v);
     }
     response
@@ -111,6 +119,9 @@ fn login_form(error: Option<&str>, status: StatusCode) -> Response {
 /// The sign-in form.
 #[derive(Deserialize)]
 pub struct LoginForm {
+    /// Empty (or absent) for the bootstrap secret.
+    #[serde(default)]
+    username: String,
     secret: String,
     csrf: String,
 }
@@ -134,9 +145,15 @@ pub async fn login(
         return login_form(
             Some("Your sign-in form expired; please try again."),
             StatusCode::FORBIDDEN,
+            None,
         );
     }
-    match sign_in(&state, &ctx, &form.secret).await {
+    let attempt = if form.username.trim().is_empty() {
+        sign_in(&state, &ctx, &form.secret).await
+    } else {
+        sign_in_password(&state, &ctx, &form.username, &form.secret).await
+    };
+    match attempt {
         Ok(principal) => {
             let session = state.sessions.create(principal, state.clock.now());
             let mut response = Redirect::to("/ui").into_response();
@@ -150,10 +167,12 @@ pub async fn login(
         Err(SignInError::Throttled) => login_form(
             Some("Too many failed attempts; wait a minute."),
             StatusCode::TOO_MANY_REQUESTS,
+            Some(&form.csrf),
         ),
         Err(SignInError::Rejected) => login_form(
-            Some("That secret was not accepted."),
+            Some("Those credentials were not accepted."),
             StatusCode::UNAUTHORIZED,
+            Some(&form.csrf),
         ),
         Err(SignInError::Internal(e)) => e.into_response(),
     }
@@ -188,7 +207,7 @@ pub async fn logout(
 }
 
 /// Pages that carry forms need a CSRF cookie; reuse the one the browser has or mint one.
-fn with_csrf(headers: &HeaderMap, render: impl FnOnce(&str) -> Markup) -> Response {
+pub(crate) fn with_csrf(headers: &HeaderMap, render: impl FnOnce(&str) -> Markup) -> Response {
     let existing = cookie(headers, CSRF_COOKIE).map(str::to_owned);
     let token = existing.clone().unwrap_or_else(crate::context::random_id);
     let mut response = Html(render(&token).into_string()).into_response();
@@ -230,6 +249,9 @@ pub async fn models_page(
             Some(csrf),
             html! {
                 h1 { "Models" }
+                @if who.principal.allows(Action::AuditRead, None) {
+                    p { a #audit-link href="/ui/audit" { "Audit log" } " — who did what, verified against signed checkpoints." }
+                }
                 @if rows.is_empty() {
                     p.muted { "No models yet. Register one with " code { "POST /api/v1/models" } "." }
                 } @else {
@@ -359,7 +381,10 @@ pub async fn model_page(
             true,
             Some(csrf),
             html! {
-                p.crumbs { a href="/ui" { "Models" } " / " (entry.schema.name()) }
+                p.crumbs {
+                    a href="/ui" { "Models" } " / " (entry.schema.name())
+                    " · " a href={ "/ui/models/" (entry.schema.name()) "/history" } { "configuration history and lineage" }
+                }
                 h1 { (entry.schema.name()) }
                 section.card {
                     h2 { "Traffic" }

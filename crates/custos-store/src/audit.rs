@@ -14,20 +14,28 @@
 use crate::StoreError;
 use custos_core::AuditEvent;
 use custos_crypto::audit::{GENESIS, chain_hash};
+use custos_crypto::auditlog::{
+    Anchor, KeyWindow, LogVerifier, Problem, StoredCheckpoint, Verified, unpack_frontier,
+};
+use custos_crypto::checkpoint::{Checkpoint, NoteVerifier};
 
-/// The text stored (and hashed) for `event` at position `seq`. The `seq` is inside the hashed
-/// bytes so an entry cannot be moved to another position without breaking its hash.
+/// The text stored (and hashed) for `event` at position `seq`: `{"seq":N,` followed by the
+/// event's own fields. The `seq` is inside the hashed bytes so an entry cannot be moved to
+/// another position without breaking its hash, and it comes first so verification reads it
+/// without parsing the record (see [`custos_crypto::auditlog::record_seq`]). serde_json escapes
+/// every control character, so a record is always one line whatever a client sent.
 pub(crate) fn record_json(event: &AuditEvent, seq: i64) -> Result<String, StoreError> {
-    let mut value = serde_json::to_value(event)
+    let fields = serde_json::to_string(event)
         .map_err(|e| StoreError::Database(format!("audit event does not serialise: {e}")))?;
-    let serde_json::Value::Object(fields) = &mut value else {
+    let Some(rest) = fields.strip_prefix('{') else {
         return Err(StoreError::Database(
             "audit event did not serialise to an object".into(),
         ));
     };
-    fields.insert("seq".into(), serde_json::Value::from(seq));
-    serde_json::to_string(&value)
-        .map_err(|e| StoreError::Database(format!("audit event does not serialise: {e}")))
+    if rest == "}" {
+        return Ok(format!("{{\"seq\":{seq}}}"));
+    }
+    Ok(format!("{{\"seq\":{seq},{rest}"))
 }
 
 /// The entry to append after a head of `(seq, hash)` (or after nothing).
@@ -47,56 +55,167 @@ pub(crate) fn next_entry(
     Ok((seq, record, hash))
 }
 
-/// Walks stored entries in `seq` order, recomputing the chain from [`GENESIS`].
-pub(crate) struct ChainVerifier {
-    expected_seq: i64,
-    previous: [u8; 32],
-    checked: u64,
+/// Chains a group of events after `head`, in order.
+pub(crate) fn chain_group(
+    head: Option<(i64, Vec<u8>)>,
+    events: &[&AuditEvent],
+) -> Result<Vec<(i64, String, [u8; 32])>, StoreError> {
+    let mut previous = head;
+    let mut out = Vec::with_capacity(events.len());
+    for event in events {
+        let entry = next_entry(previous, event)?;
+        previous = Some((entry.0, entry.2.to_vec()));
+        out.push(entry);
+    }
+    Ok(out)
 }
 
-impl ChainVerifier {
-    pub(crate) fn new() -> Self {
-        Self {
-            expected_seq: 1,
-            previous: GENESIS,
-            checked: 0,
-        }
-    }
+/// Hands a group of freshly inserted entries to the mirror in one delivery.
+pub(crate) async fn mirror_group(
+    mirror: Option<&dyn crate::mirror::AuditMirror>,
+    entries: &[(i64, String, [u8; 32])],
+) -> Result<(), StoreError> {
+    let Some(mirror) = mirror else {
+        return Ok(());
+    };
+    let view: Vec<crate::mirror::MirroredEntry<'_>> = entries
+        .iter()
+        .map(|(seq, record_json, hash)| crate::mirror::MirroredEntry {
+            seq: *seq,
+            record_json,
+            hash,
+        })
+        .collect();
+    mirror
+        .mirror(&view)
+        .await
+        .map_err(|e| StoreError::AuditSink(e.0))
+}
 
-    /// The last sequence number accepted so far (0 before the first), to page from.
-    pub(crate) fn last_seq(&self) -> i64 {
-        self.expected_seq.saturating_sub(1)
-    }
+/// Hands one freshly inserted entry to the mirror, if there is one, before the caller commits.
+pub(crate) async fn mirror_one(
+    mirror: Option<&dyn crate::mirror::AuditMirror>,
+    seq: i64,
+    record_json: &str,
+    hash: &[u8; 32],
+) -> Result<(), StoreError> {
+    let Some(mirror) = mirror else {
+        return Ok(());
+    };
+    let entries = [crate::mirror::MirroredEntry {
+        seq,
+        record_json,
+        hash,
+    }];
+    mirror
+        .mirror(&entries)
+        .await
+        .map_err(|e| StoreError::AuditSink(e.0))
+}
 
-    /// How many entries verified.
-    pub(crate) fn checked(&self) -> u64 {
-        self.checked
-    }
+/// The first entry a problem implicates (0 when it is a checkpoint on its own).
+pub(crate) fn first_bad_entry(problem: &Problem) -> i64 {
+    let seq = match problem {
+        Problem::Entry { seq, .. } => *seq,
+        Problem::Range { first, .. } => *first,
+        Problem::Truncated { first_missing, .. } => *first_missing,
+        Problem::Checkpoint { .. } => 0,
+    };
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
 
-    /// Checks the next stored entry. A gap reports the first missing `seq`; a wrong hash, a
-    /// `seq` inside the record that disagrees with the row's, or an unreadable record reports
-    /// the entry itself.
-    pub(crate) fn check(&mut self, seq: i64, record: &str, hash: &[u8]) -> Result<(), StoreError> {
-        if seq != self.expected_seq {
-            return Err(StoreError::AuditChainBroken {
-                seq: self.expected_seq,
+/// The meta key under which the log's checkpoint origin (its name) is stored.
+pub const ORIGIN_META: &str = "audit_origin";
+
+/// Entries read per page while verifying.
+const VERIFY_PAGE: u32 = 5_000;
+
+impl crate::Store {
+    /// Verifies the whole stored log — chain, positions, every checkpoint's signature, key
+    /// window and root, and that no checkpointed entry is missing — starting from the retention
+    /// anchor. `pinned`, when given, are the only signing keys the caller trusts (an auditor's
+    /// copy); without it the stored public keys are used. `trusted` are checkpoints kept from
+    /// earlier that the entries must reproduce. The outer error is the store failing; the inner
+    /// one is what verification found wrong.
+    pub async fn verify_audit_log(
+        &self,
+        pinned: Option<&[NoteVerifier]>,
+        trusted: &[Checkpoint],
+    ) -> Result<Result<Verified, Problem>, StoreError> {
+        let origin = self.get_meta(ORIGIN_META).await?.unwrap_or_default();
+        let mut keys = Vec::new();
+        for row in self.audit_signing_keys().await? {
+            let Ok(verifier) = NoteVerifier::from_verifier_key(&row.verifier_key) else {
+                return Ok(Err(Problem::Checkpoint {
+                    tree_size: 0,
+                    reason: format!("stored public key {} is malformed", row.version),
+                }));
+            };
+            if let Some(pinned) = pinned
+                && !pinned
+                    .iter()
+                    .any(|p| p.verifier_key() == verifier.verifier_key())
+            {
+                continue;
+            }
+            keys.push(KeyWindow {
+                version: u32::try_from(row.version).unwrap_or(0),
+                verifier,
+                valid_from: crate::convert::micros(row.valid_from),
+                valid_until: row.valid_until.map(crate::convert::micros),
             });
         }
-        let broken = StoreError::AuditChainBroken { seq };
-        let recorded_seq = serde_json::from_str::<serde_json::Value>(record)
-            .ok()
-            .and_then(|v| v.get("seq").and_then(serde_json::Value::as_i64));
-        if recorded_seq != Some(seq) {
-            return Err(broken);
+        let rows = self.audit_checkpoints().await?;
+        let checkpoints: Vec<StoredCheckpoint> = rows
+            .iter()
+            .map(|row| StoredCheckpoint {
+                tree_size: u64::try_from(row.tree_size).unwrap_or(0),
+                note: row.note.clone(),
+                key_version: u32::try_from(row.key_version).unwrap_or(0),
+                signed_at: crate::convert::micros(row.signed_at),
+            })
+            .collect();
+        let anchor_size = self.audit_anchor().await?;
+        let anchor = if anchor_size > 0 {
+            let Some(row) = rows.iter().find(|r| r.tree_size == anchor_size) else {
+                return Ok(Err(Problem::Checkpoint {
+                    tree_size: u64::try_from(anchor_size).unwrap_or(0),
+                    reason: "the retention anchor's checkpoint is missing".into(),
+                }));
+            };
+            let Some(frontier) = unpack_frontier(&row.frontier) else {
+                return Ok(Err(Problem::Checkpoint {
+                    tree_size: u64::try_from(anchor_size).unwrap_or(0),
+                    reason: "the retention anchor's compact range is malformed".into(),
+                }));
+            };
+            Some(Anchor {
+                tree_size: u64::try_from(anchor_size).unwrap_or(0),
+                frontier,
+                chain_hash: row.chain_hash,
+            })
+        } else {
+            None
+        };
+        let mut verifier =
+            match LogVerifier::new(&origin, &keys, &checkpoints, anchor.as_ref(), trusted) {
+                Ok(v) => v,
+                Err(problem) => return Ok(Err(problem)),
+            };
+        let mut after = anchor_size;
+        loop {
+            let page = self.audit_entries_raw(after, VERIFY_PAGE).await?;
+            let Some(last) = page.last() else {
+                return Ok(verifier.finish());
+            };
+            after = last.0;
+            for (seq, record, hash) in &page {
+                let seq = u64::try_from(*seq).unwrap_or(0);
+                if let Err(problem) = verifier.entry(seq, record, hash) {
+                    return Ok(Err(problem));
+                }
+            }
         }
-        let expected = chain_hash(&self.previous, record.as_bytes());
-        if hash != expected.as_slice() {
-            return Err(broken);
-        }
-        self.previous = expected;
-        self.expected_seq = seq.saturating_add(1);
-        self.checked = self.checked.saturating_add(1);
-        Ok(())
     }
 }
 
@@ -122,35 +241,15 @@ mod tests {
     }
 
     #[test]
-    fn chain_round_trip_and_breaks() {
+    fn records_start_with_their_position() {
         let (s1, r1, h1) = next_entry(None, &event()).unwrap();
-        let (s2, r2, h2) = next_entry(Some((s1, h1.to_vec())), &event()).unwrap();
+        let (s2, r2, _) = next_entry(Some((s1, h1.to_vec())), &event()).unwrap();
         assert_eq!((s1, s2), (1, 2));
-        assert!(r2.contains("\"seq\":2"));
-
-        let mut v = ChainVerifier::new();
-        v.check(s1, &r1, &h1).unwrap();
-        v.check(s2, &r2, &h2).unwrap();
-        assert_eq!(v.checked(), 2);
-
-        // A record moved to another position (same bytes) fails on its embedded seq.
-        let mut v = ChainVerifier::new();
-        assert!(matches!(
-            v.check(1, &r2, &h2),
-            Err(StoreError::AuditChainBroken { seq: 1 })
-        ));
-        // A gap names the first missing seq.
-        let mut v = ChainVerifier::new();
-        assert!(matches!(
-            v.check(2, &r2, &h2),
-            Err(StoreError::AuditChainBroken { seq: 1 })
-        ));
-        // A changed record fails on its hash.
-        let mut v = ChainVerifier::new();
-        let tampered = r1.replace("thing/1", "thing/2");
-        assert!(matches!(
-            v.check(1, &tampered, &h1),
-            Err(StoreError::AuditChainBroken { seq: 1 })
-        ));
+        assert!(r1.starts_with("{\"seq\":1,"));
+        assert!(r2.starts_with("{\"seq\":2,"));
+        assert_eq!(custos_crypto::auditlog::record_seq(r2.as_bytes()), Some(2));
+        let parsed: serde_json::Value = serde_json::from_str(&r2).unwrap();
+        assert_eq!(parsed["action"], "test.act");
+        assert_eq!(h1, chain_hash(&GENESIS, r1.as_bytes()));
     }
 }

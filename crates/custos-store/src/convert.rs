@@ -7,7 +7,8 @@
 
 use crate::StoreError;
 use crate::types::{
-    ModelRow, MonitoringConfigRow, ReferenceRow, StoredBatch, StoredProfile, TokenRow,
+    CheckpointRow, ModelRow, MonitoringConfigRow, ReferenceRow, StoredBatch, StoredProfile,
+    TokenRow,
 };
 use chrono::{DateTime, Utc};
 use custos_core::{HourBucket, Partition};
@@ -188,5 +189,23 @@ pub(crate) fn monitoring_config_row(
         config_json,
         created_by,
         created_at: time(created_at)?,
+    })
+}
+
+/// A checkpoint as both backends select it.
+pub(crate) type CheckpointTuple = (i64, Vec<u8>, String, i64, i64, Vec<u8>, Vec<u8>);
+
+/// Converts a selected checkpoint.
+pub(crate) fn checkpoint_row(
+    (tree_size, root, note, key_version, signed_at, frontier, chain_hash): CheckpointTuple,
+) -> Result<CheckpointRow, StoreError> {
+    Ok(CheckpointRow {
+        tree_size,
+        root: hash32(&root)?,
+        note,
+        key_version,
+        signed_at: time(signed_at)?,
+        frontier,
+        chain_hash: hash32(&chain_hash)?,
     })
 }

@@ -25,6 +25,9 @@ pub enum StoreError {
         /// The first sequence number at which the chain fails.
         seq: i64,
     },
+    /// An extra audit sink refused the entry, so the append (and what it records) was undone.
+    #[error("audit sink refused the entry: {0}")]
+    AuditSink(String),
     /// The database refused or failed the operation.
     #[error("database error: {0}")]
     Database(String),
@@ -54,4 +57,13 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
 /// way through sqlx).
 pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// Maps a failed write that references a model: a foreign-key failure means the model does not
+/// exist.
+pub(crate) fn model_write_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound,
+        _ => e.into(),
+    }
 }

@@ -15,22 +15,31 @@
 //! the conformance suite in `tests/conformance.rs` runs every operation against both.
 
 mod audit;
+pub use audit::ORIGIN_META as AUDIT_ORIGIN_META;
 mod convert;
 mod error;
+mod group;
+mod history;
+mod mirror;
 mod postgres;
 mod sqlite;
 mod types;
 mod url;
+mod users;
 
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use error::StoreError;
+pub use history::{ConfigVersionRow, NewConfigVersion, PendingChangeRow};
+pub use mirror::{AuditMirror, MirrorError, MirrorFuture, MirroredEntry};
 pub use types::{
-    AuditRow, IngestCommit, LabelOutcome, LabelRow, ModelRow, MonitoringConfigRow, NewReference,
-    NewToken, ProfileDelta, ReferenceRow, StoredBatch, StoredLabel, StoredProfile, TokenRow,
+    AuditRow, CheckpointRow, IngestCommit, LabelOutcome, LabelRow, ModelRow, MonitoringConfigRow,
+    NewReference, NewToken, ProfileDelta, ReferenceRow, SigningKeyRow, StoredBatch, StoredLabel,
+    StoredProfile, TokenRow,
 };
 pub use url::redact_url;
+pub use users::{NewUser, UserRow};
 
 use chrono::{DateTime, Utc};
 use custos_core::{AuditEvent, EventKey, HourBucket, Partition};
@@ -42,6 +51,9 @@ use std::ops::Range;
 #[derive(Debug, Clone)]
 pub struct Store {
     backend: Backend,
+    /// The group-commit writer for stand-alone audit appends, started on first use (after any
+    /// [`Store::with_audit_mirror`], so it carries the mirror).
+    appender: std::sync::Arc<tokio::sync::OnceCell<group::GroupAppender>>,
 }
 
 /// Which database the store talks to. Private so that nothing outside this crate can grow a
@@ -80,7 +92,10 @@ impl Store {
                 )));
             }
         };
-        let store = Store { backend };
+        let store = Store {
+            backend,
+            appender: std::sync::Arc::default(),
+        };
         tracing::debug!(backend = store.backend_name(), url = %redact_url(url), "store opened");
         Ok(store)
     }
@@ -89,6 +104,17 @@ impl Store {
     /// skipped, so calling it again is harmless).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         dispatch!(self, db => db.migrate())
+    }
+
+    /// Attaches the hook that receives every audit entry inside its appending transaction
+    /// (see [`AuditMirror`]); a mirror error rolls the transaction back.
+    pub fn with_audit_mirror(mut self, mirror: std::sync::Arc<dyn AuditMirror>) -> Store {
+        match &mut self.backend {
+            Backend::Sqlite(db) => db.set_mirror(mirror),
+            Backend::Postgres(db) => db.set_mirror(mirror),
+        }
+        self.appender = std::sync::Arc::default();
+        self
     }
 
     /// `"sqlite"` or `"postgres"`.
@@ -463,9 +489,14 @@ impl Store {
 
     // ---- audit ----
 
-    /// Appends one entry to the hash chain and returns its sequence number (from 1, no gaps).
+    /// Appends one entry to the log and returns its sequence number (from 1, no gaps), once it
+    /// is committed. Concurrent calls are committed together (see `group`).
     pub async fn append_audit(&self, event: &AuditEvent) -> Result<i64, StoreError> {
-        dispatch!(self, db => db.append_audit(event))
+        let appender = self
+            .appender
+            .get_or_init(|| async { group::GroupAppender::start(self.backend.clone()) })
+            .await;
+        appender.append(event).await
     }
 
     /// Up to `limit` entries with `seq > after_seq`, in order.
@@ -481,7 +512,69 @@ impl Store {
     /// verified; [`StoreError::AuditChainBroken`] names the first entry that was changed,
     /// moved, or (for a gap) removed.
     pub async fn verify_audit_chain(&self) -> Result<u64, StoreError> {
-        dispatch!(self, db => db.verify_audit_chain())
+        match self.verify_audit_log(None, &[]).await? {
+            Ok(verified) => Ok(verified.entries),
+            Err(problem) => Err(StoreError::AuditChainBroken {
+                seq: audit::first_bad_entry(&problem),
+            }),
+        }
+    }
+
+    /// Up to `limit` entries with `seq > after_seq` as raw bytes (record, chain hash), for
+    /// verification: an entry whose stored text is no longer valid UTF-8 must be reported as a
+    /// bad entry, not fail the read.
+    pub async fn audit_entries_raw(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, Vec<u8>, Vec<u8>)>, StoreError> {
+        dispatch!(self, db => db.audit_entries_raw(after_seq, limit))
+    }
+
+    /// The newest entry's position and chain hash.
+    pub async fn audit_head(&self) -> Result<Option<(i64, [u8; 32])>, StoreError> {
+        dispatch!(self, db => db.audit_head())
+    }
+
+    /// Every checkpoint, smallest first.
+    pub async fn audit_checkpoints(&self) -> Result<Vec<CheckpointRow>, StoreError> {
+        dispatch!(self, db => db.audit_checkpoints())
+    }
+
+    /// The largest checkpoint.
+    pub async fn latest_audit_checkpoint(&self) -> Result<Option<CheckpointRow>, StoreError> {
+        dispatch!(self, db => db.latest_audit_checkpoint())
+    }
+
+    /// Stores a checkpoint; `false` if one of that size exists (another replica signed it).
+    pub async fn insert_audit_checkpoint(&self, row: &CheckpointRow) -> Result<bool, StoreError> {
+        dispatch!(self, db => db.insert_audit_checkpoint(row))
+    }
+
+    /// The checkpoint signing keys, oldest first.
+    pub async fn audit_signing_keys(&self) -> Result<Vec<SigningKeyRow>, StoreError> {
+        dispatch!(self, db => db.audit_signing_keys())
+    }
+
+    /// Makes `row` the signing key (closing the open window of the previous one at its
+    /// `valid_from`) and appends `audit`, in one transaction. `false` if that version exists.
+    pub async fn add_audit_signing_key(
+        &self,
+        row: &SigningKeyRow,
+        audit: Option<&AuditEvent>,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, db => db.add_audit_signing_key(row, audit))
+    }
+
+    /// The retention anchor: entries below it may have been pruned (0: nothing pruned).
+    pub async fn audit_anchor(&self) -> Result<i64, StoreError> {
+        dispatch!(self, db => db.audit_anchor())
+    }
+
+    /// Moves the retention anchor to the checkpoint of size `anchor`, deletes the entries
+    /// below it, and appends `audit`, in one transaction; returns how many entries went.
+    pub async fn prune_audit(&self, anchor: i64, audit: &AuditEvent) -> Result<u64, StoreError> {
+        dispatch!(self, db => db.prune_audit(anchor, audit))
     }
 }
 

@@ -11,13 +11,16 @@
 //! `UNNEST(...)`), so the SQL text is always static.
 
 use crate::convert::{
-    REFERENCE_COLUMNS, ReferenceTuple, TokenTuple, count_in, count_out, hash32, micros, model_row,
-    monitoring_config_row, reference_row, stored_batch, stored_profile, time, token_row, wrapped,
+    CheckpointTuple, REFERENCE_COLUMNS, ReferenceTuple, TokenTuple, checkpoint_row, count_in,
+    count_out, hash32, micros, model_row, monitoring_config_row, opt_time, reference_row,
+    stored_batch, stored_profile, time, token_row, wrapped,
 };
-use crate::error::is_unique_violation;
+use crate::error::{is_unique_violation, model_write_err};
+use crate::mirror::AuditMirror;
 use crate::types::{
-    AuditRow, IngestCommit, LabelOutcome, LabelRow, ModelRow, MonitoringConfigRow, NewReference,
-    NewToken, ReferenceRow, StoredBatch, StoredLabel, StoredProfile, TokenRow,
+    AuditRow, CheckpointRow, IngestCommit, LabelOutcome, LabelRow, ModelRow, MonitoringConfigRow,
+    NewReference, NewToken, ReferenceRow, SigningKeyRow, StoredBatch, StoredLabel, StoredProfile,
+    TokenRow,
 };
 use crate::{StoreError, audit};
 use chrono::{DateTime, Utc};
@@ -28,6 +31,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ops::Range;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Connections per replica. PostgreSQL's default limit is 100 in total across replicas.
@@ -36,8 +40,6 @@ const MAX_CONNECTIONS: u32 = 10;
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Elements per bound array: keeps each statement's message and plan bounded.
 const CHUNK: usize = 500;
-/// Audit entries read per page while verifying.
-const VERIFY_PAGE: i64 = 1_000;
 /// The advisory lock key that serialises audit appends ("custos" + 0x01 as a big-endian i64).
 /// Transaction-scoped, so a crashed holder cannot leave it taken.
 const AUDIT_APPEND_LOCK: i64 = 0x0063_7573_746f_7301;
@@ -45,19 +47,15 @@ const AUDIT_APPEND_LOCK: i64 = 0x0063_7573_746f_7301;
 /// The connection pool of one PostgreSQL database.
 #[derive(Debug, Clone)]
 pub(crate) struct PgDb {
-    pool: PgPool,
-}
-
-/// Maps a failed write that references a model: a foreign-key failure means the model does not
-/// exist.
-fn model_write_err(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound,
-        _ => e.into(),
-    }
+    pub(crate) pool: PgPool,
+    pub(crate) mirror: Option<Arc<dyn AuditMirror>>,
 }
 
 impl PgDb {
+    pub(crate) fn set_mirror(&mut self, mirror: Arc<dyn AuditMirror>) {
+        self.mirror = Some(mirror);
+    }
+
     pub(crate) async fn open(url: &str) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url).map_err(|_| {
             StoreError::UnsupportedUrl(format!(
@@ -70,7 +68,7 @@ impl PgDb {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        Ok(Self { pool, mirror: None })
     }
 
     pub(crate) async fn migrate(&self) -> Result<(), StoreError> {
@@ -207,7 +205,7 @@ impl PgDb {
                 e.into()
             }
         })?;
-        append_audit_in(&mut tx, event).await?;
+        append_audit_in(&mut tx, event, self.mirror.as_deref()).await?;
         tx.commit().await?;
         Ok(ModelRow {
             id,
@@ -473,7 +471,7 @@ impl PgDb {
                 e.into()
             }
         })?;
-        append_audit_in(&mut tx, event).await?;
+        append_audit_in(&mut tx, event, self.mirror.as_deref()).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -523,7 +521,7 @@ impl PgDb {
             tx.rollback().await?;
             return Ok(false);
         }
-        append_audit_in(&mut tx, event).await?;
+        append_audit_in(&mut tx, event, self.mirror.as_deref()).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -659,7 +657,7 @@ impl PgDb {
         .fetch_one(&mut *tx)
         .await
         .map_err(model_write_err)?;
-        append_audit_in(&mut tx, event).await?;
+        append_audit_in(&mut tx, event, self.mirror.as_deref()).await?;
         tx.commit().await?;
         Ok(version)
     }
@@ -721,7 +719,7 @@ impl PgDb {
                 }
             })?;
         }
-        append_audit_in(&mut tx, event).await?;
+        append_audit_in(&mut tx, event, self.mirror.as_deref()).await?;
         tx.commit().await?;
         self.reference(id).await?.ok_or(StoreError::NotFound)
     }
@@ -759,9 +757,38 @@ impl PgDb {
         .await?)
     }
 
+    pub(crate) async fn append_audit_group(
+        &self,
+        events: &[&AuditEvent],
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(AUDIT_APPEND_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        let head: Option<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await?;
+        // The head is read once and the group chained in memory: one statement per entry
+        // instead of two, and the sinks receive the group in one delivery.
+        let entries = audit::chain_group(head, events)?;
+        for (seq, record, hash) in &entries {
+            sqlx::query("INSERT INTO audit_log (seq, record_json, hash) VALUES ($1, $2, $3)")
+                .bind(seq)
+                .bind(record)
+                .bind(&hash[..])
+                .execute(&mut *tx)
+                .await?;
+        }
+        audit::mirror_group(self.mirror.as_deref(), &entries).await?;
+        tx.commit().await?;
+        Ok(entries.into_iter().map(|(seq, _, _)| seq).collect())
+    }
+
     pub(crate) async fn append_audit(&self, event: &AuditEvent) -> Result<i64, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let seq = append_audit_in(&mut tx, event).await?;
+        let seq = append_audit_in(&mut tx, event, self.mirror.as_deref()).await?;
         tx.commit().await?;
         Ok(seq)
     }
@@ -789,29 +816,170 @@ impl PgDb {
             .collect()
     }
 
-    pub(crate) async fn verify_audit_chain(&self) -> Result<u64, StoreError> {
-        let mut verifier = audit::ChainVerifier::new();
-        loop {
-            let rows: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(
-                "SELECT seq, record_json, hash FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
-            )
-            .bind(verifier.last_seq())
-            .bind(VERIFY_PAGE)
-            .fetch_all(&self.pool)
+    pub(crate) async fn audit_entries_raw(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, Vec<u8>, Vec<u8>)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT seq, convert_to(record_json, 'UTF8'), hash FROM audit_log WHERE seq > $1 \
+             ORDER BY seq LIMIT $2",
+        )
+        .bind(after_seq)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub(crate) async fn audit_head(&self) -> Result<Option<(i64, [u8; 32])>, StoreError> {
+        let head: Option<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        head.map(|(seq, hash)| Ok((seq, hash32(&hash)?)))
+            .transpose()
+    }
+
+    pub(crate) async fn audit_checkpoints(&self) -> Result<Vec<CheckpointRow>, StoreError> {
+        let rows: Vec<CheckpointTuple> = sqlx::query_as(
+            "SELECT tree_size, root, note, key_version, signed_at, frontier, chain_hash \
+             FROM audit_checkpoints ORDER BY tree_size",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(checkpoint_row).collect()
+    }
+
+    pub(crate) async fn latest_audit_checkpoint(
+        &self,
+    ) -> Result<Option<CheckpointRow>, StoreError> {
+        let row: Option<CheckpointTuple> = sqlx::query_as(
+            "SELECT tree_size, root, note, key_version, signed_at, frontier, chain_hash \
+             FROM audit_checkpoints ORDER BY tree_size DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(checkpoint_row).transpose()
+    }
+
+    pub(crate) async fn insert_audit_checkpoint(
+        &self,
+        row: &CheckpointRow,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO audit_checkpoints \
+             (tree_size, root, note, key_version, signed_at, frontier, chain_hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tree_size) DO NOTHING",
+        )
+        .bind(row.tree_size)
+        .bind(&row.root[..])
+        .bind(&row.note)
+        .bind(row.key_version)
+        .bind(micros(row.signed_at))
+        .bind(&row.frontier)
+        .bind(&row.chain_hash[..])
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(crate) async fn audit_signing_keys(&self) -> Result<Vec<SigningKeyRow>, StoreError> {
+        let rows: Vec<(i64, String, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT version, verifier_key, valid_from, valid_until FROM audit_signing_keys \
+             ORDER BY version",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(version, verifier_key, from, until)| {
+                Ok(SigningKeyRow {
+                    version,
+                    verifier_key,
+                    valid_from: time(from)?,
+                    valid_until: opt_time(until)?,
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn add_audit_signing_key(
+        &self,
+        row: &SigningKeyRow,
+        audit: Option<&AuditEvent>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(AUDIT_APPEND_LOCK)
+            .execute(&mut *tx)
             .await?;
-            if rows.is_empty() {
-                return Ok(verifier.checked());
-            }
-            for (seq, record, hash) in &rows {
-                verifier.check(*seq, record, hash)?;
-            }
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM audit_signing_keys WHERE version = $1")
+                .bind(row.version)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if exists.is_some() {
+            return Ok(false);
         }
+        sqlx::query(
+            "UPDATE audit_signing_keys SET valid_until = $1 \
+             WHERE valid_until IS NULL AND version < $2",
+        )
+        .bind(micros(row.valid_from))
+        .bind(row.version)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO audit_signing_keys (version, verifier_key, valid_from, valid_until) \
+             VALUES ($1, $2, $3, NULL)",
+        )
+        .bind(row.version)
+        .bind(&row.verifier_key)
+        .bind(micros(row.valid_from))
+        .execute(&mut *tx)
+        .await?;
+        if let Some(event) = audit {
+            append_audit_in(&mut tx, event, self.mirror.as_deref()).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub(crate) async fn audit_anchor(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT anchor_size FROM audit_retention WHERE id = 1")
+                .fetch_optional(&self.pool)
+                .await?
+                .unwrap_or(0),
+        )
+    }
+
+    pub(crate) async fn prune_audit(
+        &self,
+        anchor: i64,
+        audit: &AuditEvent,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE audit_retention SET anchor_size = $1 WHERE id = 1")
+            .bind(anchor)
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query("DELETE FROM audit_log WHERE seq < $1")
+            .bind(anchor)
+            .execute(&mut *tx)
+            .await?;
+        append_audit_in(&mut tx, audit, self.mirror.as_deref()).await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
     }
 }
 
 /// Appends one audit entry inside the caller's transaction. The advisory lock is held until
 /// that transaction ends, so no other replica can read the same head and fork the chain.
-async fn append_audit_in(conn: &mut PgConnection, event: &AuditEvent) -> Result<i64, StoreError> {
+pub(crate) async fn append_audit_in(
+    conn: &mut PgConnection,
+    event: &AuditEvent,
+    mirror: Option<&dyn AuditMirror>,
+) -> Result<i64, StoreError> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(AUDIT_APPEND_LOCK)
         .execute(&mut *conn)
@@ -823,10 +991,11 @@ async fn append_audit_in(conn: &mut PgConnection, event: &AuditEvent) -> Result<
     let (seq, record, hash) = audit::next_entry(head, event)?;
     sqlx::query("INSERT INTO audit_log (seq, record_json, hash) VALUES ($1, $2, $3)")
         .bind(seq)
-        .bind(record)
+        .bind(&record)
         .bind(&hash[..])
         .execute(&mut *conn)
         .await?;
+    audit::mirror_one(mirror, seq, &record, &hash).await?;
     Ok(seq)
 }
 

@@ -181,6 +181,38 @@ pub struct AuditRow {
     pub hash: [u8; 32],
 }
 
+/// One signed checkpoint of the audit log's Merkle tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointRow {
+    /// Entries covered (`1..=tree_size`).
+    pub tree_size: i64,
+    /// The tree's root at that size.
+    pub root: [u8; 32],
+    /// The C2SP signed note.
+    pub note: String,
+    /// The signing key's version.
+    pub key_version: i64,
+    /// When it was signed.
+    pub signed_at: DateTime<Utc>,
+    /// The compact range at `tree_size` (32-byte nodes, packed).
+    pub frontier: Vec<u8>,
+    /// The chain hash of entry `tree_size`.
+    pub chain_hash: [u8; 32],
+}
+
+/// A checkpoint signing key's public half and validity window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningKeyRow {
+    /// From 1; the newest signs new checkpoints.
+    pub version: i64,
+    /// C2SP verifier key (`name+keyid+base64`).
+    pub verifier_key: String,
+    /// First instant it may sign.
+    pub valid_from: DateTime<Utc>,
+    /// When it was retired, if it was.
+    pub valid_until: Option<DateTime<Utc>>,
+}
+
 /// One version of a model's monitoring configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MonitoringConfigRow {

@@ -2,6 +2,7 @@
 //! and hands everything else to `custos-server`'s composition root (or, for `reference upload`,
 //! to the client in `reference`). Nothing here decides policy.
 
+mod audit;
 mod demo;
 mod reference;
 mod report;
@@ -41,6 +42,11 @@ enum Command {
     },
     /// Write a model's drift, data-quality and performance report (self-contained HTML).
     Report(report::ReportArgs),
+    /// The tamper-evident audit log: export, verify, hash a known value, rotate the signing key.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -208,6 +214,7 @@ fn main() -> std::process::ExitCode {
             }
             Command::Reference { command } => reference::run(command).await,
             Command::Report(args) => report::run(args).await,
+            Command::Audit { command } => audit::run(command).await,
         }
     });
     match result {
@@ -216,7 +223,7 @@ fn main() -> std::process::ExitCode {
             eprintln!("error: {e:#}");
             // A refused or failed upload is 1, as scripts expect of a request that failed;
             // everything else (bad arguments, configuration, start-up) stays 2.
-            if e.is::<reference::UploadError>() {
+            if e.is::<reference::UploadError>() || e.is::<audit::VerificationFailed>() {
                 std::process::ExitCode::from(1)
             } else {
                 std::process::ExitCode::from(2)
