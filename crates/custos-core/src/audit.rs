@@ -56,6 +56,10 @@ pub struct AuditEvent {
     pub resource: String,
     /// How it ended.
     pub outcome: Outcome,
+    /// The HTTP status the request was answered with, when the record is written knowing it
+    /// (refusals: 401, 403, 429; changes: 200/201/202).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
     /// Structured extra facts (ids, before/after of configuration) — never secrets or PII.
     pub detail: serde_json::Value,
 }

@@ -69,6 +69,7 @@ fn system_event(now: DateTime<Utc>, action: &str, detail: serde_json::Value) -> 
         action: action.into(),
         resource: "audit".into(),
         outcome: Outcome::Success,
+        status: None,
         detail,
     }
 }

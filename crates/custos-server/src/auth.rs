@@ -256,6 +256,12 @@ pub fn audit_event(
         action: action.to_owned(),
         resource,
         outcome,
+        // Refusals are answered by the choke point with a known status; a change's record is
+        // written before its answer exists, so its status stays unset there.
+        status: match outcome {
+            Outcome::Denied => Some(403),
+            Outcome::Failure | Outcome::Success => None,
+        },
         detail,
     }
 }
@@ -330,10 +336,30 @@ pub async fn authorize(
             Err(e) => return e.into_response(),
         }
     } else if let Some(session_id) = cookie(request.headers(), SESSION_COOKIE) {
-        match state.sessions.get(session_id, state.clock.now()) {
-            Some(p) => (p, Some(session_id.to_owned())),
-            None if ui => return Redirect::to("/ui/login").into_response(),
-            None => return ApiError::unauthenticated().into_response(),
+        match state.sessions.lookup(session_id, state.clock.now()) {
+            crate::sessions::Lookup::Live(p) => (p, Some(session_id.to_owned())),
+            other => {
+                if let crate::sessions::Lookup::Expired(principal) = other {
+                    // Best effort: the request is refused either way, so a failed record
+                    // changes nothing and must not turn the refusal into an error.
+                    let event = audit_event(
+                        &state,
+                        &ctx,
+                        Actor::of(&principal),
+                        "auth.session_expired",
+                        "ui".into(),
+                        Outcome::Success,
+                        serde_json::json!({}),
+                    );
+                    if let Err(e) = state.store.append_audit(&event).await {
+                        tracing::error!(error = %e, "audit append failed for a session expiry");
+                    }
+                }
+                if ui {
+                    return Redirect::to("/ui/login").into_response();
+                }
+                return ApiError::unauthenticated().into_response();
+            }
         }
     } else if ui {
         return Redirect::to("/ui/login").into_response();
@@ -391,6 +417,10 @@ async fn reject(
         Outcome::Failure,
         serde_json::json!({ "reason": failure.as_str(), "credential_hmac": credential_hmac }),
     );
+    let event = AuditEvent {
+        status: Some(401),
+        ..event
+    };
     if let Err(e) = state.store.append_audit(&event).await {
         tracing::error!(error = %e, "audit append failed for an authentication failure");
     }

@@ -351,6 +351,7 @@ async fn system_audit(
         action: action.into(),
         resource: "server".into(),
         outcome: Outcome::Success,
+        status: None,
         detail,
     };
     state.store.append_audit(&event).await?;

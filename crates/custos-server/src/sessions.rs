@@ -19,6 +19,17 @@ struct Session {
     last_seen: DateTime<Utc>,
 }
 
+/// What a session id stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// A live session of this principal.
+    Live(Principal),
+    /// A session of this principal that just timed out (and is now gone).
+    Expired(Principal),
+    /// No such session.
+    Unknown,
+}
+
 /// The session table.
 #[derive(Debug)]
 pub struct Sessions {
@@ -69,14 +80,27 @@ impl Sessions {
 
     /// The principal of a live session, refreshing its idle timer.
     pub fn get(&self, id: &str, now: DateTime<Utc>) -> Option<Principal> {
-        let mut table = self.table.lock().ok()?;
-        let session = table.get_mut(id)?;
+        match self.lookup(id, now) {
+            Lookup::Live(principal) => Some(principal),
+            Lookup::Expired(_) | Lookup::Unknown => None,
+        }
+    }
+
+    /// Like [`Sessions::get`], but tells an expiry (which is audited) from an unknown id.
+    pub fn lookup(&self, id: &str, now: DateTime<Utc>) -> Lookup {
+        let Ok(mut table) = self.table.lock() else {
+            return Lookup::Unknown;
+        };
+        let Some(session) = table.get_mut(id) else {
+            return Lookup::Unknown;
+        };
         if now - session.last_seen >= self.idle || now - session.created >= self.absolute {
+            let principal = session.principal.clone();
             table.remove(id);
-            return None;
+            return Lookup::Expired(principal);
         }
         session.last_seen = now;
-        Some(session.principal.clone())
+        Lookup::Live(session.principal.clone())
     }
 
     /// Ends every session of the principal with this actor id (a user disabled or given other

@@ -188,6 +188,7 @@ pub struct LogoutForm {
 pub async fn logout(
     State(state): State<AppState>,
     Extension(who): Extension<Authorized>,
+    Extension(ctx): Extension<RequestContext>,
     headers: HeaderMap,
     Form(form): Form<LogoutForm>,
 ) -> Response {
@@ -196,6 +197,20 @@ pub async fn logout(
     }
     if let Some(session) = &who.session {
         state.sessions.remove(session);
+        // The session is gone whatever happens next: ending access is never held back by a
+        // failing audit store (the failure is logged).
+        let event = crate::auth::audit_event(
+            &state,
+            &ctx,
+            crate::auth::Actor::of(&who.principal),
+            "auth.sign_out",
+            "ui".into(),
+            custos_core::Outcome::Success,
+            serde_json::json!({}),
+        );
+        if let Err(e) = state.store.append_audit(&event).await {
+            tracing::error!(error = %e, "audit append failed for a sign-out");
+        }
     }
     let mut response = Redirect::to("/ui/login").into_response();
     let expired =

@@ -761,3 +761,78 @@ async fn an_auditor_browses_the_verified_log_and_diffs_versions_but_changes_noth
     assert_eq!(versions["versions"].as_array().unwrap().len(), 2);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_out_and_session_expiry_are_audited() {
+    let start = chrono::DateTime::parse_from_rfc3339("2026-06-01T08:00:00Z")
+        .unwrap()
+        .to_utc();
+    let clock = Arc::new(FixedClock::new(start));
+    let site = Site::new(Backend::Sqlite);
+    let s = site.start_with_clock(site.config(), clock.clone()).await;
+    let session_of = |r: &reqwest::Response| {
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with("custos_session="))
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    // Expiry: idle past the timeout, then come back.
+    let first = session_of(&login_form(&s, &s.admin).await);
+    clock.set(start + chrono::Duration::minutes(45));
+    let r = client
+        .get(s.url("/ui"))
+        .header("cookie", &first)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+
+    // Sign-out.
+    let login = client.get(s.url("/ui/login")).send().await.unwrap();
+    let csrf_cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let csrf = csrf_cookie.split_once('=').unwrap().1.to_owned();
+    let r = client
+        .post(s.url("/ui/login"))
+        .header("cookie", &csrf_cookie)
+        .form(&[("secret", s.admin.as_str()), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let second = session_of(&r);
+    let r = client
+        .post(s.url("/ui/logout"))
+        .header("cookie", format!("{second}; {csrf_cookie}"))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+
+    let audit = s.get("/api/v1/audit?limit=1000", Some(&s.admin)).await.body;
+    let actions: Vec<&str> = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["record"]["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"auth.session_expired"), "{actions:?}");
+    assert!(actions.contains(&"auth.sign_out"), "{actions:?}");
+    s.stop().await;
+}

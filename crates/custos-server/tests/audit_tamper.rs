@@ -119,6 +119,7 @@ fn event(i: i64) -> AuditEvent {
         } else {
             Outcome::Success
         },
+        status: (i % 3 == 0).then_some(403),
         detail: serde_json::json!({ "n": i, "note": "ünïcödé ✓", "nested": { "a": [1, 2, 3] } }),
     }
 }

@@ -40,6 +40,7 @@ fn event(i: usize) -> AuditEvent {
         action: "authz.deny".into(),
         resource: "model/fraud-v3".into(),
         outcome: Outcome::Denied,
+        status: None,
         detail: serde_json::json!({ "required": "drift:read", "route": "/api/v1/models/{model}/drift" }),
     }
 }

@@ -236,6 +236,7 @@ mod tests {
             action: "test.act".into(),
             resource: "thing/1".into(),
             outcome: Outcome::Success,
+            status: None,
             detail: serde_json::json!({}),
         }
     }

@@ -77,6 +77,7 @@ fn event(action: &str, resource: &str) -> AuditEvent {
         action: action.into(),
         resource: resource.into(),
         outcome: Outcome::Success,
+        status: None,
         detail: json!({"why": "users conformance"}),
     }
 }
