@@ -12,9 +12,15 @@ need_apt=()
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v pg_dump >/dev/null 2>&1 || need_apt+=(postgresql-client)
 command -v pg_ctlcluster >/dev/null 2>&1 || need_apt+=(postgresql)
+# OpenLDAP for the LDAP sign-in tests (crates/custos-server/tests/ldap.rs), which run their own
+# slapd per test in a temp dir on a free loopback port; the system instance is never used.
+command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ] || need_apt+=(slapd)
+command -v ldapmodify >/dev/null 2>&1 || need_apt+=(ldap-utils)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing Debian packages: ${need_apt[*]}"
   apt-get update -qq
+  # Tell slapd's postinst to create no database of its own (so no system slapd starts).
+  echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 

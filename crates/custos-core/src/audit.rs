@@ -17,6 +17,8 @@ pub enum ActorType {
     Token,
     /// A signed-in person.
     User,
+    /// A machine client identified by a verified TLS client certificate.
+    Service,
     /// The server itself (start-up, background jobs, local admin commands).
     System,
     /// Nobody could be identified (failed authentication).

@@ -182,6 +182,14 @@ pub enum Principal {
         /// What the user may do.
         grants: Vec<Grant>,
     },
+    /// A machine client identified by a verified TLS client certificate that the server's
+    /// configuration maps to grants (`[server.tls] client_identities`).
+    Service {
+        /// The configured certificate subject.
+        id: String,
+        /// What it may do, exactly as configured.
+        grants: Vec<Grant>,
+    },
 }
 
 impl Principal {
@@ -190,7 +198,9 @@ impl Principal {
     pub fn allows(&self, action: Action, model: Option<&ModelName>) -> bool {
         match self {
             Principal::Bootstrap => true,
-            Principal::Token { grants, .. } | Principal::User { grants, .. } => {
+            Principal::Token { grants, .. }
+            | Principal::User { grants, .. }
+            | Principal::Service { grants, .. } => {
                 grants.iter().any(|g| {
                     g.action == action
                         && match model {
@@ -210,11 +220,14 @@ impl Principal {
     pub fn can_delegate(&self, grant: &Grant) -> bool {
         match (&grant.model, self) {
             (_, Principal::Bootstrap) => true,
-            (ModelScope::Any, Principal::Token { grants, .. } | Principal::User { grants, .. }) => {
-                grants
-                    .iter()
-                    .any(|g| g.action == grant.action && g.model == ModelScope::Any)
-            }
+            (
+                ModelScope::Any,
+                Principal::Token { grants, .. }
+                | Principal::User { grants, .. }
+                | Principal::Service { grants, .. },
+            ) => grants
+                .iter()
+                .any(|g| g.action == grant.action && g.model == ModelScope::Any),
             (ModelScope::Named(m), _) => self.allows(grant.action, Some(m)),
         }
     }
@@ -225,6 +238,7 @@ impl Principal {
             Principal::Bootstrap => "bootstrap".to_owned(),
             Principal::Token { id, .. } => id.clone(),
             Principal::User { id, .. } => format!("user:{id}"),
+            Principal::Service { id, .. } => format!("service:{id}"),
         }
     }
 }
@@ -249,6 +263,19 @@ mod tests {
         assert!(!p.allows(Action::TokensManage, None));
         assert!(p.can_delegate(&parse_grant("predictions:write", "fraud-v3").unwrap()));
         assert!(!p.can_delegate(&parse_grant("predictions:write", "*").unwrap()));
+    }
+
+    #[test]
+    fn service_allowed_exactly_by_its_grants() {
+        let p = Principal::Service {
+            id: "ci-pipeline".into(),
+            grants: vec![parse_grant("predictions:write", "fraud-v3").unwrap()],
+        };
+        assert_eq!(p.actor_id(), "service:ci-pipeline");
+        assert!(p.allows(Action::PredictionsWrite, Some(&m("fraud-v3"))));
+        assert!(!p.allows(Action::PredictionsWrite, Some(&m("churn"))));
+        assert!(!p.allows(Action::DriftRead, Some(&m("fraud-v3"))));
+        assert!(!p.allows(Action::ModelsWrite, None));
     }
 
     #[test]

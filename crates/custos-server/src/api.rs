@@ -78,6 +78,7 @@ pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     doc.merge(crate::users_api::UsersDoc::openapi());
     doc.merge(crate::audit_api::AuditDoc::openapi());
     doc.merge(crate::history_api::HistoryDoc::openapi());
+    doc.merge(crate::tokens_api::TokensDoc::openapi());
     Json(doc)
 }
 
@@ -743,9 +744,6 @@ pub async fn list_tokens(State(state): State<AppState>) -> Result<Json<TokenList
     Ok(Json(TokenList { tokens }))
 }
 
-const MAX_TOKEN_DAYS: u32 = 365;
-const DEFAULT_TOKEN_DAYS: u32 = 90;
-
 /// Creates an API token. The secret is in this response and nowhere else; the store keeps only a
 /// keyed hash. A caller cannot grant more than it holds.
 #[utoipa::path(post, path = "/api/v1/tokens", request_body = CreateTokenRequest,
@@ -779,10 +777,12 @@ pub async fn create_token(
             return Err(ApiError::forbidden());
         }
     }
-    let days = request.expires_in_days.unwrap_or(DEFAULT_TOKEN_DAYS);
-    if !(1..=MAX_TOKEN_DAYS).contains(&days) {
+    let settings = &state.config.tokens;
+    let days = request.expires_in_days.unwrap_or(settings.default_days);
+    if !(1..=settings.max_days).contains(&days) {
         return Err(ApiError::bad_request(format!(
-            "expires_in_days must lie between 1 and {MAX_TOKEN_DAYS}"
+            "expires_in_days must lie between 1 and {}",
+            settings.max_days
         )));
     }
     let secret = generate_token(TokenPrefix::Api).map_err(ApiError::internal)?;

@@ -123,6 +123,9 @@ pub async fn authenticate_secret(
     state: &AppState,
     secret: &str,
 ) -> Result<Result<Principal, AuthFailure>, ApiError> {
+    if crate::oauth::looks_like_jwt(secret) {
+        return crate::oauth::authenticate_jwt(state, secret).await;
+    }
     let Ok(prefix) = parse_token(secret) else {
         return Ok(Err(AuthFailure::Malformed));
     };
@@ -219,6 +222,7 @@ impl Actor {
             Principal::Bootstrap => ActorType::Bootstrap,
             Principal::Token { .. } => ActorType::Token,
             Principal::User { .. } => ActorType::User,
+            Principal::Service { .. } => ActorType::Service,
         };
         Self {
             id: principal.actor_id(),
@@ -311,6 +315,13 @@ pub async fn authorize(
         return next.run(request).await;
     };
     let requirement = policy::requirement(request.method(), route);
+    // Sign-in is public, so its budget (per address) is spent before the public early return
+    // and before any credential work. `crate::limits` decides which budget a request spends.
+    if let Some(refused) =
+        crate::limits::admit_anonymous(&state, &ctx, request.method(), route).await
+    {
+        return refused;
+    }
     let (action, model_param) = match requirement {
         Some(Requirement::Public) => return next.run(request).await,
         Some(Requirement::Authenticated(action, model_param)) => (action, model_param),
@@ -361,12 +372,28 @@ pub async fn authorize(
                 return ApiError::unauthenticated().into_response();
             }
         }
+    } else if let Some(cert) = request
+        .extensions()
+        .get::<crate::tls::ClientCertIdentity>()
+        .filter(|_| !ui)
+    {
+        // A verified client certificate is a machine credential, for the API only: a browser
+        // would present it on every cross-site request, like a cookie without CSRF protection.
+        match crate::tls::service_principal(&state.config, cert) {
+            Some(p) => (p, None),
+            None => return crate::tls::reject_unmapped(&state, &ctx, route, cert).await,
+        }
     } else if ui {
         return Redirect::to("/ui/login").into_response();
     } else {
         return ApiError::unauthenticated().into_response();
     };
 
+    // Budgets per principal and per address, before the policy decision so that a flood of
+    // denied requests is throttled too and does not become a flood of `authz.deny` records.
+    if let Some(refused) = crate::limits::admit(&state, &ctx, route, action, &principal).await {
+        return refused;
+    }
     let model = match model_param {
         ModelParam::None => None,
         ModelParam::Path => match model_from_path(request.uri().path(), route) {

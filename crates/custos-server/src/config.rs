@@ -53,6 +53,13 @@ pub struct Config {
     pub log: LogConfig,
     /// The audit log: checkpoints, retention, extra sinks.
     pub audit: AuditConfig,
+    /// API-token lifetimes.
+    pub tokens: crate::tokens_api::TokensConfig,
+    /// OAuth access tokens: lifetime, issuer, trusted identity providers.
+    pub oauth: crate::oauth::OauthConfig,
+    /// Sign-in through an LDAP directory (`[ldap]`); off when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ldap: Option<crate::ldap::LdapConfig>,
 }
 
 /// `[server]`.
@@ -70,6 +77,10 @@ pub struct ServerConfig {
     pub session_idle_minutes: u32,
     /// Absolute lifetime of a web session, in hours.
     pub session_max_hours: u32,
+    /// `[server.tls]`: serve HTTPS (and optionally mutual TLS) directly. File only: nested
+    /// tables have no environment-variable form.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -80,6 +91,7 @@ impl Default for ServerConfig {
             allow_insecure_http: false,
             session_idle_minutes: 30,
             session_max_hours: 12,
+            tls: None,
         }
     }
 }
@@ -123,6 +135,26 @@ pub struct LimitsConfig {
     pub max_reference_rows: usize,
     /// Most predictions one performance request reads back (it pairs each with its label).
     pub max_performance_rows: usize,
+    /// Sign-in attempts per client address per minute (see [`crate::limits`]).
+    pub sign_in_per_minute: u32,
+    /// Sign-in attempts one address may make at once.
+    pub sign_in_burst: u32,
+    /// Ingest requests (predictions, labels, references) per principal per second.
+    pub ingest_per_second: u32,
+    /// Ingest requests one principal may make at once.
+    pub ingest_burst: u32,
+    /// Other authenticated requests per principal per second.
+    pub read_per_second: u32,
+    /// Other authenticated requests one principal may make at once.
+    pub read_burst: u32,
+    /// A client address may spend this many principals' ingest and read budgets (several
+    /// exporters behind one host or NAT share an address).
+    pub per_ip_multiplier: u32,
+    /// Most keys each rate-limit table tracks; beyond it the stalest are dropped.
+    pub max_rate_limit_keys: usize,
+    /// Proxies whose `X-Forwarded-For` is believed (CIDR blocks). Empty: the TCP peer is the
+    /// client, whatever headers say.
+    pub trusted_proxies: Vec<crate::limits::Cidr>,
 }
 
 impl Default for LimitsConfig {
@@ -136,6 +168,15 @@ impl Default for LimitsConfig {
             max_reference_bytes: 256 * 1024 * 1024,
             max_reference_rows: 1_000_000,
             max_performance_rows: 1_000_000,
+            sign_in_per_minute: 20,
+            sign_in_burst: 10,
+            ingest_per_second: 200,
+            ingest_burst: 400,
+            read_per_second: 50,
+            read_burst: 100,
+            per_ip_multiplier: 4,
+            max_rate_limit_keys: 100_000,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -352,6 +393,24 @@ fn check(config: &Config) -> Result<(), ConfigError> {
             "limits must be positive (max_body_bytes and max_reference_bytes at least 1024)".into(),
         ));
     }
+    crate::limits::check_config(l).map_err(ConfigError::Invalid)?;
+    config.tokens.check().map_err(ConfigError::Invalid)?;
+    config.oauth.check().map_err(ConfigError::Invalid)?;
+    if let Some(ldap) = &config.ldap {
+        ldap.check().map_err(ConfigError::Invalid)?;
+    }
+    let a = &config.audit;
+    if a.checkpoint_interval_seconds == 0 || a.checkpoint_max_entries == 0 || a.retention_days == 0
+    {
+        return Err(ConfigError::Invalid(
+            "audit.checkpoint_interval_seconds, checkpoint_max_entries and retention_days must be \
+             positive"
+                .into(),
+        ));
+    }
+    a.sinks
+        .validate()
+        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
     let d = &config.drift;
     if !(d.psi_threshold > 0.0
         && d.jensen_shannon_threshold > 0.0
@@ -381,6 +440,9 @@ fn check(config: &Config) -> Result<(), ConfigError> {
         return Err(ConfigError::Invalid(
             "auth.lockout_failures and auth.lockout_minutes must be positive".into(),
         ));
+    }
+    if let Some(tls) = &config.server.tls {
+        crate::tls::check(tls).map_err(ConfigError::Invalid)?;
     }
     if config.server.session_idle_minutes == 0 || config.server.session_max_hours == 0 {
         return Err(ConfigError::Invalid(

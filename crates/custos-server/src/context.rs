@@ -4,7 +4,7 @@
 //! to audit records, and put into error bodies, so a user's report, a log line and an audit
 //! entry can be tied together.
 
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -25,7 +25,8 @@ pub fn current_request_id() -> Option<String> {
 pub struct RequestContext {
     /// The request id.
     pub request_id: String,
-    /// The peer address (no proxy headers are trusted).
+    /// The client's address: the TCP peer, or, when the peer is one of
+    /// `limits.trusted_proxies`, the address it forwarded for ([`crate::limits::client_ip`]).
     pub client_ip: Option<IpAddr>,
     /// The user agent, truncated and stripped of control characters.
     pub user_agent: Option<String>,
@@ -46,12 +47,22 @@ fn clean_user_agent(raw: &HeaderValue) -> Option<String> {
 }
 
 /// Middleware: assigns the request id and the context, and runs the rest inside both.
-pub async fn request_context(mut request: Request, next: Next) -> Response {
+pub async fn request_context(
+    State(state): State<crate::state::AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let request_id = random_id();
-    let client_ip = request
+    let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ci| ci.0.ip());
+    // Decided once, here, so audit records and every throttle see the same address.
+    let client_ip = crate::limits::client_ip(
+        peer,
+        request.headers(),
+        &state.config.limits.trusted_proxies,
+    );
     let user_agent = request
         .headers()
         .get(axum::http::header::USER_AGENT)

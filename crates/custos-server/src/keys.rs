@@ -20,6 +20,7 @@ const SECRET_PII_HMAC: &str = "pii-hmac-key";
 const SECRET_EVENT_HMAC: &str = "event-hmac-key";
 const SECRET_TOKEN_PEPPER: &str = "token-pepper";
 const SECRET_AUDIT_HMAC: &str = "audit-hmac-key";
+const SECRET_OAUTH_SIGNING: &str = "oauth-signing-key";
 
 /// Why keys could not be made ready.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,7 @@ pub struct KeyService {
     pseudonymizer: HmacPseudonymizer,
     token_hasher: TokenHasher,
     audit_hasher: AuditHasher,
+    oauth_seed: SecretBytes,
     clock: Arc<dyn Clock>,
     data_keys: Mutex<HashMap<(i64, Partition), Arc<DataKey>>>,
 }
@@ -98,7 +100,9 @@ impl KeyService {
         let event = stored_secret(&store, &ring, SECRET_EVENT_HMAC).await?;
         let pepper = stored_secret(&store, &ring, SECRET_TOKEN_PEPPER).await?;
         let audit = stored_secret(&store, &ring, SECRET_AUDIT_HMAC).await?;
+        let oauth_seed = stored_secret(&store, &ring, SECRET_OAUTH_SIGNING).await?;
         Ok(Self {
+            oauth_seed,
             audit_hasher: AuditHasher::new(&audit),
             pseudonymizer: HmacPseudonymizer::new(pii, event),
             token_hasher: TokenHasher::new(pepper),
@@ -117,6 +121,11 @@ impl KeyService {
     /// The keyed hash tokens are stored as.
     pub fn token_hasher(&self) -> &TokenHasher {
         &self.token_hasher
+    }
+
+    /// The seed of the Ed25519 key Custos signs OAuth access tokens with.
+    pub fn oauth_seed(&self) -> &[u8; 32] {
+        self.oauth_seed.expose()
     }
 
     /// The keyed hash audit records use for values they must not hold.

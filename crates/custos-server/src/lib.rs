@@ -19,7 +19,10 @@ pub mod history_api;
 pub mod ingest;
 pub mod jobs;
 pub mod keys;
+pub mod ldap;
+pub mod limits;
 pub mod local_users;
+pub mod oauth;
 pub mod passwords;
 pub mod performance;
 pub mod policy;
@@ -29,6 +32,8 @@ pub mod reference;
 pub mod report;
 pub mod sessions;
 pub mod state;
+pub mod tls;
+pub mod tokens_api;
 pub mod ui;
 pub mod ui_audit;
 pub mod users_api;
@@ -87,6 +92,8 @@ pub fn router(state: AppState) -> Router {
     let limits = &state.config.limits;
     Router::new()
         .route("/healthz", get(api::healthz))
+        .route("/oauth/token", post(oauth::token))
+        .route("/oauth/jwks", get(oauth::jwks))
         .route("/api/v1/openapi.json", get(api::openapi))
         .route("/", get(ui::root))
         .route("/ui/login", get(ui::login_page).post(ui::login))
@@ -161,6 +168,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/tokens/{id}",
             axum::routing::delete(api::revoke_token),
         )
+        .route("/api/v1/tokens/{id}/rotate", post(tokens_api::rotate))
         .route(
             "/api/v1/users",
             get(users_api::list_users).post(users_api::create_user),
@@ -198,7 +206,10 @@ pub fn router(state: AppState) -> Router {
             Duration::from_secs(limits.request_timeout_seconds),
         ))
         .layer(middleware::from_fn(security_headers))
-        .layer(middleware::from_fn(context::request_context))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            context::request_context,
+        ))
         .with_state(state)
 }
 
@@ -250,6 +261,9 @@ impl App {
     /// The composition root: prepares the data directory, opens and migrates the store, loads
     /// keys, creates the bootstrap secret on first start, and assembles the state.
     pub async fn build(config: config::Config, clock: Arc<dyn Clock>) -> Result<App, StartError> {
+        if let Some(ldap) = &config.ldap {
+            ldap.check_files().map_err(StartError::Config)?;
+        }
         bootstrap::prepare_data_dir(&config.server.data_dir)?;
         let url = database_url(&config)?;
         let store = Store::open(&url).await.map_err(|source| StartError::Open {
@@ -283,12 +297,16 @@ impl App {
         })
     }
 
-    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    /// Serves until `shutdown` resolves, then drains in-flight requests. With `[server.tls]`
+    /// configured this is [`App::serve_tls`].
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
+        if self.state.config.server.tls.is_some() {
+            return self.serve_tls(listener, shutdown).await;
+        }
         let addr = listener
             .local_addr()
             .map_err(|e| StartError::Io(e.to_string()))?;
@@ -324,7 +342,8 @@ impl App {
     }
 }
 
-/// Plain HTTP is only for loopback unless the operator says otherwise in writing.
+/// Plain HTTP is only for loopback unless the operator says otherwise in writing. (A TLS
+/// listener, `[server.tls]`, may use any address and is not checked here.)
 pub fn check_listen_address(addr: SocketAddr, allow_insecure_http: bool) -> Result<(), StartError> {
     if addr.ip().is_loopback() || allow_insecure_http {
         Ok(())

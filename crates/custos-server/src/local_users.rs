@@ -5,7 +5,8 @@
 //! gets — `Principal::User` with the union of the user's role bindings as stored at this moment.
 //! Every refusal (unknown name, wrong password, locked, disabled) is the same
 //! [`SignInError::Rejected`] after the same Argon2 work, so the answer and its timing say nothing
-//! about which it was; only the audit log does.
+//! about which it was; only the audit log does. A name that is no local user is handed to
+//! [`crate::ldap`] when a directory is configured, after the same throttle and Argon2 work.
 
 use crate::auth::{Actor, SignInError, audit_event};
 use crate::context::RequestContext;
@@ -102,6 +103,13 @@ pub async fn sign_in_password(
         .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
         .await
         .map_err(|e| SignInError::Internal(ApiError::internal(e)))?;
+    // No local user of that name: the directory decides, when one is configured. Only after
+    // the Argon2 work above, so timing does not tell local names from directory ones.
+    if user.is_none()
+        && let Some(ldap) = &state.config.ldap
+    {
+        return crate::ldap::sign_in_ldap(state, ctx, ldap, name, password).await;
+    }
     let now = state.clock.now();
     let outcome: Result<&UserRow, Refusal> = match &user {
         None => Err(Refusal::UnknownUser),

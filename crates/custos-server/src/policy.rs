@@ -31,6 +31,10 @@ use Requirement::{Authenticated as Auth, Public};
 /// The table: method, route template, requirement.
 pub const POLICY: &[(&str, &str, Requirement)] = &[
     ("GET", "/healthz", Public),
+    // The token endpoint authenticates its client itself (client credentials), throttled and
+    // audited like every credential check; the JWKS is public key material.
+    ("POST", "/oauth/token", Public),
+    ("GET", "/oauth/jwks", Public),
     ("GET", "/api/v1/openapi.json", Public),
     ("GET", "/", Public),
     ("GET", "/ui/login", Public),
@@ -173,6 +177,11 @@ pub const POLICY: &[(&str, &str, Requirement)] = &[
         "GET",
         "/api/v1/models/{model}/lineage",
         Auth(Action::ModelsRead, ModelInPath),
+    ),
+    (
+        "POST",
+        "/api/v1/tokens/{id}/rotate",
+        Auth(Action::TokensManage, NoModel),
     ),
     ("GET", "/api/v1/audit", Auth(Action::AuditRead, NoModel)),
     (

@@ -41,6 +41,10 @@ pub struct AppState {
     pub sessions: Arc<Sessions>,
     /// Failed-authentication throttle.
     pub failures: Arc<FailureLimiter>,
+    /// Custos's OAuth access-token keys and the cached keys of trusted identity providers.
+    pub oauth: Arc<crate::oauth::OauthKeys>,
+    /// Request budgets per principal and per client address (see [`crate::limits`]).
+    pub rate_limits: Arc<crate::limits::RateLimiter>,
     /// Password hashing, bounded (see [`crate::passwords`]).
     pub passwords: Arc<crate::passwords::Passwords>,
     /// Admission to the ingest path: bounded so a flood gets 429 instead of unbounded queues.
@@ -57,9 +61,12 @@ impl AppState {
     /// Assembles the state.
     pub fn new(store: Store, keys: KeyService, clock: Arc<dyn Clock>, config: Config) -> Self {
         let limits = &config.limits;
+        let oauth = Arc::new(crate::oauth::OauthKeys::new(keys.oauth_seed()));
         Self {
+            oauth,
             ingest_admission: Arc::new(Semaphore::new(limits.max_concurrent_ingest * 2)),
             ingest_workers: Arc::new(Semaphore::new(limits.max_concurrent_ingest)),
+            rate_limits: Arc::new(crate::limits::RateLimiter::new(limits)),
             sessions: Arc::new(Sessions::new(
                 config.server.session_idle_minutes,
                 config.server.session_max_hours,

@@ -173,7 +173,7 @@ fn may_touch_admins(who: &Authorized) -> bool {
     match &who.principal {
         Principal::Bootstrap => true,
         Principal::User { .. } => who.principal.allows(Action::UsersManage, None),
-        Principal::Token { .. } => false,
+        Principal::Token { .. } | Principal::Service { .. } => false,
     }
 }
 

@@ -7,7 +7,7 @@
 //! weakening or who may approve: the server does, and passes the verdict in.
 
 use crate::convert::{micros, opt_time, time};
-use crate::{Backend, Store, StoreError};
+use crate::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use custos_core::AuditEvent;
 
@@ -152,63 +152,6 @@ mod sql {
           requested_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending') RETURNING id";
     pub(super) const DECIDE: &str = "UPDATE pending_changes SET status = ?, decided_by = ?, \
          decided_at = ? WHERE id = ? AND status = 'pending'";
-}
-
-fn numbered(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len() + 16);
-    let mut n = 0;
-    for c in sql.chars() {
-        if c == '?' {
-            n += 1;
-            out.push('$');
-            out.push_str(&n.to_string());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// Runs the same statement body on either backend; `$conn` is a connection or transaction.
-macro_rules! on_backend {
-    ($store:expr, |$conn:ident, $sql:ident| $body:expr) => {
-        match &$store.backend {
-            Backend::Sqlite(db) => {
-                let $sql = |s: &str| s.to_owned();
-                let $conn = &db.reader;
-                $body
-            }
-            Backend::Postgres(db) => {
-                let $sql = numbered;
-                let $conn = &db.pool;
-                $body
-            }
-        }
-    };
-}
-
-/// Runs a write transaction on either backend, appending `$audit` before commit.
-macro_rules! in_write_tx {
-    ($store:expr, $audit:expr, |$tx:ident, $sql:ident| $body:expr) => {
-        match &$store.backend {
-            Backend::Sqlite(db) => {
-                let $sql = |s: &str| s.to_owned();
-                let mut $tx = db.write_tx().await?;
-                let out = $body;
-                crate::sqlite::append_audit_in(&mut $tx, $audit, db.mirror.as_deref()).await?;
-                $tx.commit().await?;
-                out
-            }
-            Backend::Postgres(db) => {
-                let $sql = numbered;
-                let mut $tx = db.pool.begin().await?;
-                let out = $body;
-                crate::postgres::append_audit_in(&mut $tx, $audit, db.mirror.as_deref()).await?;
-                $tx.commit().await?;
-                out
-            }
-        }
-    };
 }
 
 impl Store {

@@ -14,6 +14,8 @@
 //! The backends are private modules behind a private enum, so callers cannot depend on either;
 //! the conformance suite in `tests/conformance.rs` runs every operation against both.
 
+#[macro_use]
+mod shared_sql;
 mod audit;
 pub use audit::ORIGIN_META as AUDIT_ORIGIN_META;
 mod convert;
@@ -23,6 +25,7 @@ mod history;
 mod mirror;
 mod postgres;
 mod sqlite;
+mod tokens;
 mod types;
 mod url;
 mod users;

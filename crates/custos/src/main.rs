@@ -139,7 +139,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     init_logging(&config);
     let listen = config.server.listen;
-    custos_server::check_listen_address(listen, config.server.allow_insecure_http)?;
+    // A TLS listener may use any address; only plain HTTP is held to loopback.
+    if config.server.tls.is_none() {
+        custos_server::check_listen_address(listen, config.server.allow_insecure_http)?;
+    }
     let app = App::build(config, Arc::new(SystemClock)).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -151,8 +154,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 fn announce(app: &App, listen: SocketAddr) {
     let store = app.state.store.backend_name();
-    eprintln!("Custos is listening on http://{listen} ({store} store)");
-    eprintln!("  dashboard: http://{listen}/ui");
+    let scheme = custos_server::tls::scheme(&app.state.config);
+    eprintln!("Custos is listening on {scheme}://{listen} ({store} store)");
+    eprintln!("  dashboard: {scheme}://{listen}/ui");
     match &app.bootstrap_token_path {
         Some(path) => eprintln!(
             "  first start: sign in with the one-time secret in {} (cat it; it is not printed)",
@@ -165,6 +169,9 @@ fn announce(app: &App, listen: SocketAddr) {
 }
 
 fn main() -> std::process::ExitCode {
+    // Once a dependency compiles in a second rustls crypto provider (ring, through an HTTP
+    // client's TLS feature), rustls refuses to pick one and panics at first use: name ours now.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
