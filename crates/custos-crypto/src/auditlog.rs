@@ -112,6 +112,18 @@ pub enum Problem {
     },
 }
 
+impl Problem {
+    /// The first entry the problem implicates; `None` for a checkpoint that is bad on its own.
+    pub fn first_entry(&self) -> Option<u64> {
+        match self {
+            Problem::Entry { seq, .. } => Some(*seq),
+            Problem::Range { first, .. } => Some(*first),
+            Problem::Truncated { first_missing, .. } => Some(*first_missing),
+            Problem::Checkpoint { .. } => None,
+        }
+    }
+}
+
 /// What a successful walk established.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {

@@ -224,7 +224,6 @@ pub struct VerifyBody {
 pub fn verify_body(
     outcome: Result<custos_crypto::auditlog::Verified, custos_crypto::auditlog::Problem>,
 ) -> VerifyBody {
-    use custos_crypto::auditlog::Problem;
     match outcome {
         Ok(v) => VerifyBody {
             ok: true,
@@ -236,12 +235,7 @@ pub fn verify_body(
             problem: None,
         },
         Err(problem) => {
-            let first = match &problem {
-                Problem::Entry { seq, .. } => Some(*seq),
-                Problem::Range { first, .. } => Some(*first),
-                Problem::Truncated { first_missing, .. } => Some(*first_missing),
-                Problem::Checkpoint { .. } => None,
-            };
+            let first = problem.first_entry();
             VerifyBody {
                 ok: false,
                 entries: 0,

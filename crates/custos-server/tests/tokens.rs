@@ -158,7 +158,7 @@ async fn rotation_overlaps_then_the_old_secret_stops_and_revocation_is_immediate
 
     // A token manager cannot rotate a token it could not have granted.
     let manager = s.token(&[("tokens:manage", "*")]).await;
-    let broad = s.token(&[("drift:read", "*")]).await;
+    s.token(&[("drift:read", "*")]).await;
     let broad_id = s.get("/api/v1/tokens", Some(&s.admin)).await.body["tokens"]
         .as_array()
         .unwrap()
@@ -168,7 +168,6 @@ async fn rotation_overlaps_then_the_old_secret_stops_and_revocation_is_immediate
         .as_str()
         .unwrap()
         .to_owned();
-    let _ = broad;
     let r = s
         .post_json(
             &format!("/api/v1/tokens/{broad_id}/rotate"),

@@ -75,9 +75,6 @@ pub(crate) async fn mirror_group(
     mirror: Option<&dyn crate::mirror::AuditMirror>,
     entries: &[(i64, String, [u8; 32])],
 ) -> Result<(), StoreError> {
-    let Some(mirror) = mirror else {
-        return Ok(());
-    };
     let view: Vec<crate::mirror::MirroredEntry<'_>> = entries
         .iter()
         .map(|(seq, record_json, hash)| crate::mirror::MirroredEntry {
@@ -86,8 +83,18 @@ pub(crate) async fn mirror_group(
             hash,
         })
         .collect();
+    deliver(mirror, &view).await
+}
+
+async fn deliver(
+    mirror: Option<&dyn crate::mirror::AuditMirror>,
+    entries: &[crate::mirror::MirroredEntry<'_>],
+) -> Result<(), StoreError> {
+    let Some(mirror) = mirror else {
+        return Ok(());
+    };
     mirror
-        .mirror(&view)
+        .mirror(entries)
         .await
         .map_err(|e| StoreError::AuditSink(e.0))
 }
@@ -99,29 +106,12 @@ pub(crate) async fn mirror_one(
     record_json: &str,
     hash: &[u8; 32],
 ) -> Result<(), StoreError> {
-    let Some(mirror) = mirror else {
-        return Ok(());
-    };
     let entries = [crate::mirror::MirroredEntry {
         seq,
         record_json,
         hash,
     }];
-    mirror
-        .mirror(&entries)
-        .await
-        .map_err(|e| StoreError::AuditSink(e.0))
-}
-
-/// The first entry a problem implicates (0 when it is a checkpoint on its own).
-pub(crate) fn first_bad_entry(problem: &Problem) -> i64 {
-    let seq = match problem {
-        Problem::Entry { seq, .. } => *seq,
-        Problem::Range { first, .. } => *first,
-        Problem::Truncated { first_missing, .. } => *first_missing,
-        Problem::Checkpoint { .. } => 0,
-    };
-    i64::try_from(seq).unwrap_or(i64::MAX)
+    deliver(mirror, &entries).await
 }
 
 /// The meta key under which the log's checkpoint origin (its name) is stored.

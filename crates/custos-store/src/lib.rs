@@ -518,7 +518,9 @@ impl Store {
         match self.verify_audit_log(None, &[]).await? {
             Ok(verified) => Ok(verified.entries),
             Err(problem) => Err(StoreError::AuditChainBroken {
-                seq: audit::first_bad_entry(&problem),
+                seq: problem
+                    .first_entry()
+                    .map_or(0, |seq| i64::try_from(seq).unwrap_or(i64::MAX)),
             }),
         }
     }
