@@ -37,6 +37,11 @@ export CUSTOS_TEST_POSTGRES_URL="${CUSTOS_TEST_POSTGRES_URL:-postgres://postgres
 log "browser test dependencies (npm playwright-core, driving Debian's Chromium)"
 ( cd tests/browser && { [ -d node_modules/playwright-core ] || npm install --no-audit --no-fund --silent; } )
 
+# The OpenID provider for the single sign-on tests (crates/custos-server/tests/oidc.rs and the
+# browser test), which start their own instance per test on a free loopback port.
+log "OpenID provider for the sign-on tests (npm oidc-provider, from its lock file)"
+( cd tests/oidc && { [ -d node_modules/oidc-provider ] || npm ci --no-audit --no-fund --silent; } )
+
 log "supply chain: cargo deny (advisories from the offline RustSec snapshot, licences, bans)"
 command -v cargo-deny >/dev/null 2>&1 || cargo install cargo-deny --locked --quiet
 snapshot="${CUSTOS_ADVISORY_DB:-../shared/advisory-db}"

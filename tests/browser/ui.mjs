@@ -1,7 +1,7 @@
 // Signs in to a running Custos demo in headless Chromium, following real redirects and cookies,
 // and checks what a newcomer sees. Usage: node ui.mjs BASE_URL SECRET_FILE SCREENSHOT_DIR
 import { chromium } from 'playwright-core';
-import { readFileSync, mkdirSync } from 'node:fs';
+import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import assert from 'node:assert/strict';
 
 const [base, secretFile, shots] = process.argv.slice(2);
@@ -128,6 +128,75 @@ await check('the auditor diffs two configuration versions and cannot change anyt
   });
   const status = r.status;
   assert.equal(status, 403);
+});
+
+// Single sign-on through a real OpenID provider (tests/oidc/provider.mjs, started by run.sh).
+// What the IdP's groups grant is compared with what a local user bound to the same roles gets.
+const usersFile = process.env.OIDC_USERS_FILE;
+const idpPeople = (groups) => writeFileSync(usersFile, JSON.stringify({
+  alice: { password: 'alice-pw', email: 'alice@example.test', groups },
+}));
+const grantsOf = async (request) => {
+  const r = await request.get(`${base}/api/v1/whoami`);
+  assert.equal(r.status(), 200);
+  return (await r.json()).grants.sort();
+};
+const twinGrants = async (name, roles) => {
+  const created = await api('POST', '/api/v1/users', { name, password: 'correct horse battery staple', roles });
+  assert.equal(created.status, 201, created.body);
+  const ctx = await browser.newContext();
+  const p = await ctx.newPage();
+  await p.goto(`${base}/ui/login`);
+  await p.fill('#username', name);
+  await p.fill('#secret', 'correct horse battery staple');
+  await Promise.all([p.waitForURL(`${base}/ui`), p.click('button[type=submit]')]);
+  const grants = await grantsOf(ctx.request);
+  await ctx.close();
+  return grants;
+};
+// The first time the provider asks for the password; later its own session answers at once.
+const ssoSignIn = async (p, idpSessionOpen = false) => {
+  await p.goto(`${base}/ui/login`);
+  if (idpSessionOpen) {
+    await Promise.all([p.waitForURL(`${base}/ui`), p.click('#sso')]);
+    return;
+  }
+  await Promise.all([p.waitForSelector('input[name=login]'), p.click('#sso')]);
+  assert.ok(!p.url().startsWith(base), `at the identity provider: ${p.url()}`);
+  await p.fill('input[name=login]', 'alice');
+  await p.fill('input[name=password]', 'alice-pw');
+  await Promise.all([p.waitForURL(`${base}/ui`), p.click('button[type=submit]')]);
+};
+const scientist = { role: 'data-scientist', model: 'demo-fraud' };
+const auditor = { role: 'auditor', model: '*' };
+const ssoContext = await browser.newContext();
+const sso = await ssoContext.newPage();
+sso.on('console', (m) => { if (/Content Security Policy/i.test(m.text())) violations.push(m.text()); });
+
+await check('a person signs in through the OpenID provider and gets exactly the roles of their groups', async () => {
+  assert.ok(usersFile, 'OIDC_USERS_FILE is set by run.sh');
+  idpPeople(['ml-team', 'compliance']);
+  await ssoSignIn(sso);
+  assert.match(await sso.textContent('table.models'), /demo-fraud/);
+  const session = (await ssoContext.cookies()).find((c) => c.name === 'custos_session');
+  assert.equal(session.sameSite, 'Strict');
+  assert.ok(!(await ssoContext.cookies()).some((c) => c.name === 'custos_oidc'), 'binding cookie cleared');
+  assert.deepEqual(await grantsOf(ssoContext.request), await twinGrants('twin-both', [scientist, auditor]));
+  const audit = await sso.goto(`${base}/ui/audit`);
+  assert.equal(audit.status(), 200);
+  await sso.screenshot({ path: `${shots}/sso-audit.png`, fullPage: true });
+});
+
+await check('removed from a group at the provider, the next sign-in lacks that role', async () => {
+  idpPeople(['ml-team']);
+  await sso.goto(`${base}/ui`);
+  await Promise.all([sso.waitForURL(`${base}/ui/login`), sso.click('form.logout button')]);
+  await ssoSignIn(sso, true);
+  assert.deepEqual(await grantsOf(ssoContext.request), await twinGrants('twin-scientist', [scientist]));
+  const audit = await sso.goto(`${base}/ui/audit`);
+  assert.equal(audit.status(), 403);
+  const model = await sso.goto(`${base}/ui/models/demo-fraud`);
+  assert.equal(model.status(), 200);
 });
 
 await check('still no Content-Security-Policy violations', async () => {

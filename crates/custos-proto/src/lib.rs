@@ -74,6 +74,21 @@ pub struct Health {
     pub status: String,
 }
 
+/// `GET /api/v1/whoami`: the caller as the server sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WhoAmI {
+    /// The id audit records name the caller by (`user:…`, a token id, `service:…`, `bootstrap`).
+    pub actor: String,
+    /// `bootstrap`, `token`, `user` or `service`.
+    pub kind: String,
+    /// The display name, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// What the caller may do, as `action@model` (`*` for every model); `["*@*"]` for the
+    /// bootstrap administrator.
+    pub grants: Vec<String>,
+}
+
 /// A registered model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ModelInfo {

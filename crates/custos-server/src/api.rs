@@ -32,7 +32,7 @@ use utoipa::{IntoParams, OpenApi};
 #[openapi(
     info(title = "Custos API", description = "Self-hosted, security-first ML monitoring."),
     paths(
-        healthz, list_models, create_model, get_model, post_predictions, post_labels,
+        healthz, whoami, list_models, create_model, get_model, post_predictions, post_labels,
         get_volume, get_profile, get_drift, get_report, get_quality, get_performance, get_monitoring, put_monitoring, post_reference,
         list_references, list_tokens,
         create_token, revoke_token, get_audit
@@ -52,7 +52,7 @@ use utoipa::{IntoParams, OpenApi};
         custos_proto::PerformanceResponse, custos_proto::PerformanceChunkBody,
         custos_proto::SegmentPerformanceBody, custos_proto::QualityResponse,
         custos_proto::FeatureQualityBody, custos_proto::VolumeCheckBody, custos_proto::ReportBody,
-        custos_proto::RejectedField
+        custos_proto::RejectedField, custos_proto::WhoAmI
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -129,6 +129,28 @@ fn model_info(entry: &crate::state::ModelEntry) -> ModelInfo {
 pub async fn healthz() -> Json<Health> {
     Json(Health {
         status: "ok".into(),
+    })
+}
+
+/// The caller: its actor id, kind, name and grants. Any signed-in caller may ask, whatever its
+/// roles (a person without any can still see why nothing is visible).
+#[utoipa::path(get, path = "/api/v1/whoami", responses((status = 200, body = custos_proto::WhoAmI)))]
+pub async fn whoami(Extension(who): Extension<Authorized>) -> Json<custos_proto::WhoAmI> {
+    use custos_core::Principal;
+    let grants_text = |grants: &[custos_core::Grant]| -> Vec<String> {
+        grants.iter().map(crate::oauth::grant_text).collect()
+    };
+    let (kind, name, grants) = match &who.principal {
+        Principal::Bootstrap => ("bootstrap", None, vec!["*@*".to_owned()]),
+        Principal::Token { grants, .. } => ("token", None, grants_text(grants)),
+        Principal::User { name, grants, .. } => ("user", Some(name.clone()), grants_text(grants)),
+        Principal::Service { grants, .. } => ("service", None, grants_text(grants)),
+    };
+    Json(custos_proto::WhoAmI {
+        actor: who.principal.actor_id(),
+        kind: kind.to_owned(),
+        name,
+        grants,
     })
 }
 

@@ -324,7 +324,8 @@ pub async fn authorize(
     }
     let (action, model_param) = match requirement {
         Some(Requirement::Public) => return next.run(request).await,
-        Some(Requirement::Authenticated(action, model_param)) => (action, model_param),
+        Some(Requirement::Authenticated(action, model_param)) => (Some(action), model_param),
+        Some(Requirement::SignedIn) => (None, ModelParam::None),
         None => {
             // Deny by default: a route that nobody put in the policy table is not reachable.
             tracing::error!(route, "route missing from the policy table; refused");
@@ -402,7 +403,9 @@ pub async fn authorize(
             Some(Err(_)) | None => return ApiError::not_found("model").into_response(),
         },
     };
-    if !principal.allows(action, model.as_ref()) {
+    if let Some(action) = action
+        && !principal.allows(action, model.as_ref())
+    {
         let resource = model
             .as_ref()
             .map_or_else(|| route.to_owned(), |m| format!("model/{m}"));

@@ -60,6 +60,9 @@ pub struct Config {
     /// Sign-in through an LDAP directory (`[ldap]`); off when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ldap: Option<crate::ldap::LdapConfig>,
+    /// Single sign-on through an OpenID provider (`[oidc]`); off when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<crate::oidc::OidcConfig>,
 }
 
 /// `[server]`.
@@ -396,6 +399,9 @@ fn check(config: &Config) -> Result<(), ConfigError> {
     crate::limits::check_config(l).map_err(ConfigError::Invalid)?;
     config.tokens.check().map_err(ConfigError::Invalid)?;
     config.oauth.check().map_err(ConfigError::Invalid)?;
+    if let Some(oidc) = &config.oidc {
+        oidc.check().map_err(ConfigError::Invalid)?;
+    }
     if let Some(ldap) = &config.ldap {
         ldap.check().map_err(ConfigError::Invalid)?;
     }

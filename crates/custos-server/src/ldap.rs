@@ -22,11 +22,9 @@
 use crate::auth::{Actor, SignInError, audit_event};
 use crate::context::RequestContext;
 use crate::state::AppState;
-use custos_core::roles::MAX_BINDINGS;
-use custos_core::{ActorType, Outcome, Principal, RoleBinding, grants_of};
+use custos_core::{ActorType, Outcome, Principal, grants_of};
 use ldap3::{LdapConnAsync, LdapConnSettings, Scope, SearchEntry, SearchOptions};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -102,7 +100,7 @@ pub struct LdapConfig {
     #[serde(default = "default_group_attribute")]
     pub group_attribute: String,
     /// Group name (matched without regard to ASCII case) → the role bindings it gives.
-    pub group_roles: BTreeMap<String, Vec<RoleBinding>>,
+    pub group_roles: crate::group_roles::GroupRoles,
     /// PEM file of the certificate(s) to trust for the directory; the system roots without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
@@ -180,28 +178,7 @@ impl LdapConfig {
         if !attribute_ok {
             return Err("ldap.group_attribute must be an attribute name such as \"cn\"".into());
         }
-        if self.group_roles.is_empty() {
-            return Err(
-                "ldap.group_roles is empty: nobody could sign in (people whose groups map to no \
-                 role are refused)"
-                    .into(),
-            );
-        }
-        for (group, bindings) in &self.group_roles {
-            if group.trim().is_empty() {
-                return Err("ldap.group_roles has an empty group name".into());
-            }
-            if bindings.len() > MAX_BINDINGS {
-                return Err(format!(
-                    "ldap.group_roles.{group}: at most {MAX_BINDINGS} role bindings"
-                ));
-            }
-            for binding in bindings {
-                binding
-                    .check()
-                    .map_err(|e| format!("ldap.group_roles.{group}: {e}"))?;
-            }
-        }
+        crate::group_roles::check("ldap", &self.group_roles)?;
         if !(1..=60).contains(&self.timeout_seconds) {
             return Err("ldap.timeout_seconds must lie in 1..=60".into());
         }
@@ -369,35 +346,9 @@ fn group_search_filter(filter: &str, dn: &str, name: &str) -> String {
 }
 
 /// The principal id of a directory user: `ldap:` and the name, lower-cased (directories match
-/// `uid` without regard to case, so `Alice` and `alice` are one person) and percent-encoded
-/// outside a conservative set, so the id is safe in audit records and URLs whatever was typed.
+/// `uid` without regard to case, so `Alice` and `alice` are one person).
 fn principal_id(name: &str) -> String {
-    let mut id = String::from("ldap:");
-    for byte in name.to_ascii_lowercase().bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-' | b'@') {
-            id.push(char::from(byte));
-        } else {
-            id.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    id
-}
-
-/// The role bindings the groups give, and the configured names of the groups that matched.
-fn map_groups(config: &LdapConfig, groups: &[String]) -> (Vec<RoleBinding>, BTreeSet<String>) {
-    let mut bindings: Vec<RoleBinding> = Vec::new();
-    let mut matched = BTreeSet::new();
-    for (group, given) in &config.group_roles {
-        if groups.iter().any(|g| g.eq_ignore_ascii_case(group)) {
-            matched.insert(group.clone());
-            for binding in given {
-                if !bindings.contains(binding) {
-                    bindings.push(binding.clone());
-                }
-            }
-        }
-    }
-    (bindings, matched)
+    crate::group_roles::external_id("ldap:", &name.to_ascii_lowercase())
 }
 
 /// Why an attempt failed, for the audit record only.
@@ -483,7 +434,8 @@ pub async fn sign_in_ldap(
         ask_directory(config, name, password).await
     };
     let outcome = outcome.and_then(|found| {
-        let (bindings, matched) = map_groups(config, &found.groups);
+        let (bindings, matched) =
+            crate::group_roles::map_groups(&config.group_roles, &found.groups);
         if bindings.is_empty() {
             Err(Refusal::NoRole)
         } else {
@@ -967,7 +919,7 @@ mod tests {
         );
         assert!(unknown_key.is_err(), "secrets only from files");
         let nobody = LdapConfig {
-            group_roles: BTreeMap::new(),
+            group_roles: crate::group_roles::GroupRoles::new(),
             ..config()
         };
         assert!(nobody.check().is_err());
@@ -1000,22 +952,6 @@ mod tests {
         assert_eq!(search.check_files(), Ok(()));
         assert_eq!(read_secret_file_blocking(&pw).unwrap().as_str(), "s3cret");
         assert!(!format!("{search:?}").contains("s3cret"));
-    }
-
-    #[test]
-    fn groups_map_to_roles_without_regard_to_case() {
-        let c = config();
-        let (bindings, matched) = map_groups(&c, &["ML-Auditors".into(), "other".into()]);
-        assert_eq!(matched.into_iter().collect::<Vec<_>>(), ["ml-auditors"]);
-        assert_eq!(bindings, [RoleBinding::parse("auditor", "*").unwrap()]);
-        let (bindings, matched) = map_groups(
-            &c,
-            &["ml-auditors".into(), "ml-sre".into(), "ml-sre".into()],
-        );
-        assert_eq!(matched.len(), 2);
-        assert_eq!(bindings.len(), 2, "duplicates removed");
-        let (bindings, matched) = map_groups(&c, &[]);
-        assert!(bindings.is_empty() && matched.is_empty());
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod config;
 pub mod context;
 pub mod drift;
 pub mod error;
+pub mod group_roles;
 pub mod history_api;
 pub mod ingest;
 pub mod jobs;
@@ -23,6 +24,7 @@ pub mod ldap;
 pub mod limits;
 pub mod local_users;
 pub mod oauth;
+pub mod oidc;
 pub mod passwords;
 pub mod performance;
 pub mod policy;
@@ -98,6 +100,9 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(ui::root))
         .route("/ui/login", get(ui::login_page).post(ui::login))
         .route("/ui/logout", post(ui::logout))
+        .route("/ui/oidc/start", get(oidc::start))
+        .route("/ui/oidc/callback", get(oidc::callback))
+        .route("/api/v1/whoami", get(api::whoami))
         .route("/ui/static/custos.css", get(ui::stylesheet))
         .route("/ui", get(ui::models_page))
         .route("/ui/models/{model}", get(ui::model_page))
@@ -264,6 +269,15 @@ impl App {
         if let Some(ldap) = &config.ldap {
             ldap.check_files().map_err(StartError::Config)?;
         }
+        let oidc = match &config.oidc {
+            Some(oidc) => {
+                oidc.check_files().map_err(StartError::Config)?;
+                Some(Arc::new(
+                    oidc::OidcClient::new(oidc).map_err(StartError::Config)?,
+                ))
+            }
+            None => None,
+        };
         bootstrap::prepare_data_dir(&config.server.data_dir)?;
         let url = database_url(&config)?;
         let store = Store::open(&url).await.map_err(|source| StartError::Open {
@@ -285,7 +299,8 @@ impl App {
         let bootstrap_token_path =
             bootstrap::ensure_bootstrap_secret(&store, &key_service, &config.server.data_dir)
                 .await?;
-        let state = AppState::new(store, key_service, clock, config);
+        let mut state = AppState::new(store, key_service, clock, config);
+        state.oidc = oidc;
         // The log's name and first signing key exist before anything is appended, so the first
         // checkpoint never waits on key creation.
         audit_log::current_signer(&state)

@@ -45,7 +45,12 @@ const NANOS_PER_SECOND: u64 = 1_000_000_000;
 const AUDIT_INTERVAL_NANOS: u64 = 60 * NANOS_PER_SECOND;
 
 /// The routes that spend the sign-in budget (keyed by address, before any credential is read).
-const SIGN_IN_ROUTES: &[(&str, &str)] = &[("POST", "/ui/login"), ("POST", "/oauth/token")];
+const SIGN_IN_ROUTES: &[(&str, &str)] = &[
+    ("POST", "/ui/login"),
+    ("POST", "/oauth/token"),
+    ("GET", "/ui/oidc/start"),
+    ("GET", "/ui/oidc/callback"),
+];
 
 // ---------------------------------------------------------------------------------------------
 // Client address
@@ -641,16 +646,16 @@ pub async fn admit_anonymous(
     Some(refuse(state, ctx, Budget::SignIn, route, None, refusal).await)
 }
 
-/// After authentication: spends the budget of `action` for the principal and the address.
-/// `Some` is the 429 to answer.
+/// After authentication: spends the budget of `action` (reads when the route needs none) for
+/// the principal and the address. `Some` is the 429 to answer.
 pub async fn admit(
     state: &AppState,
     ctx: &RequestContext,
     route: &str,
-    action: Action,
+    action: Option<Action>,
     principal: &Principal,
 ) -> Option<Response> {
-    let budget = Budget::of(action);
+    let budget = action.map_or(Budget::Read, Budget::of);
     let actor = principal.actor_id();
     let refusal = state
         .rate_limits

@@ -78,7 +78,7 @@ impl Default for OauthConfig {
     }
 }
 
-fn parse_algorithm(name: &str) -> Option<Algorithm> {
+pub(crate) fn parse_algorithm(name: &str) -> Option<Algorithm> {
     match name {
         "RS256" => Some(Algorithm::RS256),
         "RS384" => Some(Algorithm::RS384),
@@ -229,15 +229,17 @@ impl OauthKeys {
     }
 }
 
+/// One grant as `action@model` (`*` for every model): the form of access-token scopes and of
+/// `GET /api/v1/whoami`.
+pub(crate) fn grant_text(grant: &Grant) -> String {
+    match &grant.model {
+        ModelScope::Any => format!("{}@*", grant.action.as_str()),
+        ModelScope::Named(m) => format!("{}@{m}", grant.action.as_str()),
+    }
+}
+
 fn scope_string(grants: &[Grant]) -> String {
-    grants
-        .iter()
-        .map(|g| match &g.model {
-            ModelScope::Any => format!("{}@*", g.action.as_str()),
-            ModelScope::Named(m) => format!("{}@{m}", g.action.as_str()),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    grants.iter().map(grant_text).collect::<Vec<_>>().join(" ")
 }
 
 fn parse_scope_string(text: &str) -> Option<Vec<Grant>> {

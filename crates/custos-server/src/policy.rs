@@ -23,10 +23,13 @@ pub enum Requirement {
     Public,
     /// An authenticated principal allowed `Action` (on the path's model, if any).
     Authenticated(Action, ModelParam),
+    /// Any authenticated principal, whatever it may do: only for what concerns the caller
+    /// itself (who am I, sign out), so that a person without any role can still sign out.
+    SignedIn,
 }
 
 use ModelParam::{None as NoModel, Path as ModelInPath};
-use Requirement::{Authenticated as Auth, Public};
+use Requirement::{Authenticated as Auth, Public, SignedIn};
 
 /// The table: method, route template, requirement.
 pub const POLICY: &[(&str, &str, Requirement)] = &[
@@ -40,7 +43,11 @@ pub const POLICY: &[(&str, &str, Requirement)] = &[
     ("GET", "/ui/login", Public),
     ("POST", "/ui/login", Public),
     ("GET", "/ui/static/custos.css", Public),
-    ("POST", "/ui/logout", Auth(Action::ModelsRead, NoModel)),
+    // The OpenID flow's two steps are sign-in routes, throttled per address like the form.
+    ("GET", "/ui/oidc/start", Public),
+    ("GET", "/ui/oidc/callback", Public),
+    ("POST", "/ui/logout", SignedIn),
+    ("GET", "/api/v1/whoami", SignedIn),
     ("GET", "/ui", Auth(Action::ModelsRead, NoModel)),
     (
         "GET",

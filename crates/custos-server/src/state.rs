@@ -45,6 +45,9 @@ pub struct AppState {
     pub oauth: Arc<crate::oauth::OauthKeys>,
     /// Request budgets per principal and per client address (see [`crate::limits`]).
     pub rate_limits: Arc<crate::limits::RateLimiter>,
+    /// The OpenID client for single sign-on, when `[oidc]` is configured (set by
+    /// [`crate::App::build`], which checks its files first).
+    pub oidc: Option<Arc<crate::oidc::OidcClient>>,
     /// Password hashing, bounded (see [`crate::passwords`]).
     pub passwords: Arc<crate::passwords::Passwords>,
     /// Admission to the ingest path: bounded so a flood gets 429 instead of unbounded queues.
@@ -64,6 +67,7 @@ impl AppState {
         let oauth = Arc::new(crate::oauth::OauthKeys::new(keys.oauth_seed()));
         Self {
             oauth,
+            oidc: None,
             ingest_admission: Arc::new(Semaphore::new(limits.max_concurrent_ingest * 2)),
             ingest_workers: Arc::new(Semaphore::new(limits.max_concurrent_ingest)),
             rate_limits: Arc::new(crate::limits::RateLimiter::new(limits)),

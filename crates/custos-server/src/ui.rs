@@ -75,15 +75,31 @@ fn csrf_cookie(value: &str) -> String {
 }
 
 /// `GET /ui/login`.
-pub async fn login_page() -> Response {
-    login_form(None, StatusCode::OK, None)
+pub async fn login_page(State(state): State<AppState>) -> Response {
+    login_form(&state, None, StatusCode::OK, None)
+}
+
+/// The sign-in page with a refusal message (used by the single sign-on callback).
+pub(crate) fn login_refused(state: &AppState, message: &str, status: StatusCode) -> Response {
+    login_form(state, Some(message), status, None)
+}
+
+/// The `Set-Cookie` value of a new session.
+pub(crate) fn session_cookie(session: &str) -> String {
+    format!("{SESSION_COOKIE}={session}; Path=/; HttpOnly; Secure; SameSite=Strict")
 }
 
 /// The sign-in page. A failed attempt is answered with the CSRF token the browser already holds
 /// (`reuse`), so that every refusal renders byte for byte the same page and nothing in it tells
 /// an unknown user from a wrong password.
-fn login_form(error: Option<&str>, status: StatusCode, reuse: Option<&str>) -> Response {
+fn login_form(
+    state: &AppState,
+    error: Option<&str>,
+    status: StatusCode,
+    reuse: Option<&str>,
+) -> Response {
     let csrf = reuse.map_or_else(crate::context::random_id, str::to_owned);
+    let sso = state.oidc.as_ref().map(|o| o.display_name().to_owned());
     let markup = page(
         "Sign in",
         false,
@@ -96,6 +112,10 @@ fn login_form(error: Option<&str>, status: StatusCode, reuse: Option<&str>) -> R
                     code { "<data-dir>/bootstrap-token" } ", leave the user name empty. API tokens are for machines and cannot sign in here."
                 }
                 @if let Some(error) = error { p.error role="alert" { (error) } }
+                @if let Some(sso) = &sso {
+                    p { a.button #sso href="/ui/oidc/start" { "Sign in with " (sso) } }
+                    p.muted { "Or with a user name and password:" }
+                }
                 form method="post" action="/ui/login" {
                     input type="hidden" name="csrf" value=(csrf);
                     label for="username" { "User name" }
@@ -143,6 +163,7 @@ pub async fn login(
 ) -> Response {
     if !csrf_ok(&headers, &form.csrf) {
         return login_form(
+            &state,
             Some("Your sign-in form expired; please try again."),
             StatusCode::FORBIDDEN,
             None,
@@ -157,19 +178,19 @@ pub async fn login(
         Ok(principal) => {
             let session = state.sessions.create(principal, state.clock.now());
             let mut response = Redirect::to("/ui").into_response();
-            let session_cookie =
-                format!("{SESSION_COOKIE}={session}; Path=/; HttpOnly; Secure; SameSite=Strict");
-            if let Ok(v) = HeaderValue::from_str(&session_cookie) {
+            if let Ok(v) = HeaderValue::from_str(&session_cookie(&session)) {
                 response.headers_mut().append(header::SET_COOKIE, v);
             }
             response
         }
         Err(SignInError::Throttled) => login_form(
+            &state,
             Some("Too many failed attempts; wait a minute."),
             StatusCode::TOO_MANY_REQUESTS,
             Some(&form.csrf),
         ),
         Err(SignInError::Rejected) => login_form(
+            &state,
             Some("Those credentials were not accepted."),
             StatusCode::UNAUTHORIZED,
             Some(&form.csrf),

@@ -77,6 +77,17 @@ async fn every_route_obeys_the_policy_table() {
             Requirement::Public => {
                 assert!(![401, 403].contains(&anonymous.status), "{method} {route}");
             }
+            Requirement::SignedIn => {
+                // Anyone authenticated, whatever it may do; nobody else.
+                let expected_anonymous = if route.starts_with("/ui") { 303 } else { 401 };
+                assert_eq!(
+                    anonymous.status, expected_anonymous,
+                    "anonymous {method} {route}"
+                );
+                for who in [&scoped_elsewhere, &admin] {
+                    assert!(![401, 403].contains(&who.status), "{method} {route}");
+                }
+            }
             Requirement::Authenticated(_, model_param) => {
                 let ui = route.starts_with("/ui");
                 let expected_anonymous = if ui { 303 } else { 401 };

@@ -88,6 +88,7 @@ impl Subject {
     fn expects(&self, requirement: Requirement, model: Option<&str>) -> bool {
         match requirement {
             Requirement::Public => true,
+            Requirement::SignedIn => self.principal.is_some(),
             Requirement::Authenticated(action, _) => self
                 .principal
                 .as_ref()

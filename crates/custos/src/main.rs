@@ -68,6 +68,9 @@ struct ServeArgs {
 
 #[derive(Debug, clap::Args)]
 struct DemoArgs {
+    /// TOML configuration file (for example to try single sign-on with the demo).
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Data directory. Default ./custos-data.
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -187,7 +190,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Demo(args) => {
-                let mut config = load_config(None)?;
+                let mut config = load_config(args.config.as_deref())?;
                 // The demo talks to its own server; its access log would bury the instructions
                 // the newcomer needs. An explicit level still wins.
                 if std::env::var_os("CUSTOS_LOG__LEVEL").is_none() {

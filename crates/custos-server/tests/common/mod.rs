@@ -130,9 +130,20 @@ impl Site {
         config: Config,
         clock: Arc<dyn custos_core::Clock>,
     ) -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.start_on(config, clock, listener).await
+    }
+
+    /// Starts on a listener bound beforehand, for configurations that must name the server's
+    /// own address (a single sign-on callback URL).
+    pub async fn start_on(
+        &self,
+        config: Config,
+        clock: Arc<dyn custos_core::Clock>,
+        listener: tokio::net::TcpListener,
+    ) -> Server {
         let app = App::build(config, clock).await.unwrap();
         let state = app.state.clone();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let handle = tokio::spawn(app.serve(listener, async move {
