@@ -294,6 +294,21 @@ fn is_ui(path: &str) -> bool {
     path == "/ui" || path.starts_with("/ui/")
 }
 
+/// Whether a state-changing request comes, by the browser's own account (`Sec-Fetch-Site`),
+/// from another origin. Requests without the header (older browsers, programs) are left to the
+/// `SameSite=Strict` cookie and the forms' CSRF tokens; `none` is a navigation the person typed.
+fn cross_site_write(method: &axum::http::Method, headers: &HeaderMap) -> bool {
+    let safe = matches!(
+        *method,
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    !safe
+        && headers
+            .get("sec-fetch-site")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|site| !matches!(site, "same-origin" | "none"))
+}
+
 /// The choke point (see the module docs).
 pub async fn authorize(
     State(state): State<AppState>,
@@ -327,6 +342,16 @@ pub async fn authorize(
         Some(Requirement::Authenticated(action, model_param)) => (Some(action), model_param),
         Some(Requirement::SignedIn) => (None, ModelParam::None),
         None => {
+            let listed = policy::methods_of(route);
+            if !listed.is_empty() {
+                // A known route asked with another method (a scanner, a typo): the router
+                // would answer 405 too; nothing here is a misconfiguration worth an error.
+                let mut response = ApiError::method_not_allowed().into_response();
+                if let Ok(allow) = axum::http::HeaderValue::from_str(&listed.join(", ")) {
+                    response.headers_mut().insert(header::ALLOW, allow);
+                }
+                return response;
+            }
             // Deny by default: a route that nobody put in the policy table is not reachable.
             tracing::error!(route, "route missing from the policy table; refused");
             return ApiError::forbidden().into_response();
@@ -348,6 +373,26 @@ pub async fn authorize(
             Err(e) => return e.into_response(),
         }
     } else if let Some(session_id) = cookie(request.headers(), SESSION_COOKIE) {
+        if cross_site_write(request.method(), request.headers()) {
+            // Forms carry CSRF tokens and the cookie is SameSite=Strict; this refuses what a
+            // browser itself marks as coming from another site, for the JSON API too.
+            let event = audit_event(
+                &state,
+                &ctx,
+                Actor::anonymous(),
+                "auth.cross_site",
+                route.to_owned(),
+                Outcome::Denied,
+                serde_json::json!({ "method": request.method().as_str() }),
+            );
+            if let Err(e) = state.store.append_audit(&event).await {
+                tracing::error!(error = %e, "audit append failed for a cross-site refusal");
+            }
+            return ApiError::forbidden_because(
+                "a request from another site cannot use a web session",
+            )
+            .into_response();
+        }
         match state.sessions.lookup(session_id, state.clock.now()) {
             crate::sessions::Lookup::Live(p) => (p, Some(session_id.to_owned())),
             other => {

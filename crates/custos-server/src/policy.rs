@@ -228,6 +228,15 @@ pub const POLICY: &[(&str, &str, Requirement)] = &[
     ),
 ];
 
+/// The methods the table lists for a route (empty when the route is not in it at all).
+pub fn methods_of(route: &str) -> Vec<&'static str> {
+    POLICY
+        .iter()
+        .filter(|(_, r, _)| *r == route)
+        .map(|(m, _, _)| *m)
+        .collect()
+}
+
 /// The requirement of a route, or `None` when the route is not in the table.
 pub fn requirement(method: &Method, route: &str) -> Option<Requirement> {
     // HEAD is served by GET handlers and must be guarded like them.

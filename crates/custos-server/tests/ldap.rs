@@ -16,7 +16,7 @@
 
 mod common;
 
-use common::{Backend, Server, Site};
+use common::{Backend, FormAnswer, FormBrowser, Server, Site};
 use custos_server::config::Config;
 use custos_server::ldap::LdapConfig;
 use reqwest::Method;
@@ -301,83 +301,6 @@ fn server_config(site: &Site, ldap: LdapConfig) -> Config {
     config
 }
 
-/// A browser without JavaScript: it keeps the CSRF cookie of one sign-in page and posts the
-/// form with it.
-struct Browser {
-    client: reqwest::Client,
-    csrf_cookie: String,
-    csrf: String,
-}
-
-/// What the sign-in form answered.
-struct Answer {
-    status: u16,
-    body: String,
-    session: Option<String>,
-}
-
-impl Browser {
-    async fn open(s: &Server) -> Browser {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let page = client.get(s.url("/ui/login")).send().await.unwrap();
-        assert_eq!(page.status(), 200);
-        let csrf_cookie = page.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned();
-        let csrf = csrf_cookie.split_once('=').unwrap().1.to_owned();
-        let html = page.text().await.unwrap();
-        assert!(html.contains(&csrf) && html.contains("name=\"username\""));
-        Browser {
-            client,
-            csrf_cookie,
-            csrf,
-        }
-    }
-
-    async fn sign_in(&self, s: &Server, username: &str, password: &str) -> Answer {
-        let r = self
-            .client
-            .post(s.url("/ui/login"))
-            .header("cookie", &self.csrf_cookie)
-            .form(&[
-                ("username", username),
-                ("secret", password),
-                ("csrf", self.csrf.as_str()),
-            ])
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        let session = r
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find(|v| v.starts_with("custos_session="))
-            .map(|v| v.split(';').next().unwrap().to_owned());
-        let body = r.text().await.unwrap();
-        Answer {
-            status,
-            body,
-            session,
-        }
-    }
-
-    /// Signs in and returns the session cookie, failing the test otherwise.
-    async fn session(&self, s: &Server, username: &str, password: &str) -> String {
-        let answer = self.sign_in(s, username, password).await;
-        assert_eq!(answer.status, 303, "{username}: {}", answer.body);
-        answer.session.expect("a session cookie")
-    }
-}
-
 /// The status of a request carrying a session cookie.
 async fn status_with(s: &Server, method: Method, path: &str, session: &str) -> u16 {
     let mut request = s
@@ -413,7 +336,7 @@ fn ldap_refusals(records: &[Value]) -> Vec<String> {
 
 /// Every injection attempt, with the passwords of real entries, is refused exactly like a
 /// wrong password and opens no session.
-async fn injections_fail(s: &Server, browser: &Browser, wrong: &Answer) {
+async fn injections_fail(s: &Server, browser: &FormBrowser, wrong: &FormAnswer) {
     for name in INJECTIONS {
         for password in [ALICE_PW, BOB_PW, ADMIN_USER_PW] {
             let answer = browser.sign_in(s, name, password).await;
@@ -437,7 +360,7 @@ async fn starttls_sign_in_follows_the_directory_groups_at_every_sign_in() {
     section.ca_file = Some(ldap.cert.clone());
     let s = site.start_with(server_config(&site, section)).await;
     s.register_fraud_model().await;
-    let browser = Browser::open(&s).await;
+    let browser = FormBrowser::open(&s).await;
 
     // alice: ml-auditors and ml-analysts → audit:read, drift, but not monitors.
     let alice = browser.session(&s, "alice", ALICE_PW).await;
@@ -537,7 +460,7 @@ async fn ldaps_with_a_user_search_refuses_injection_and_yields_to_local_users() 
     section.bind_password_file = Some(password_file);
     let s = site.start_with(server_config(&site, section)).await;
     s.register_fraud_model().await;
-    let browser = Browser::open(&s).await;
+    let browser = FormBrowser::open(&s).await;
 
     let bob = browser.session(&s, "bob", BOB_PW).await;
     assert_eq!(status_with(&s, Method::GET, AUDIT, &bob).await, 200);
@@ -606,7 +529,7 @@ async fn plain_ldap_only_on_loopback_when_asked_and_untrusted_certificates_fail(
     let mut config = server_config(&site, section);
     config.limits.auth_failures_per_minute = 3;
     let s = site.start_with(config).await;
-    let browser = Browser::open(&s).await;
+    let browser = FormBrowser::open(&s).await;
     let alice = browser.session(&s, "alice", ALICE_PW).await;
     assert_eq!(status_with(&s, Method::GET, AUDIT, &alice).await, 200);
     // The per-address throttle counts directory refusals like local ones.
@@ -628,7 +551,7 @@ async fn plain_ldap_only_on_loopback_when_asked_and_untrusted_certificates_fail(
         section.starttls = starttls;
         section.ca_file = Some(stranger.clone());
         let s = site.start_with(server_config(&site, section)).await;
-        let browser = Browser::open(&s).await;
+        let browser = FormBrowser::open(&s).await;
         let answer = browser.sign_in(&s, "alice", ALICE_PW).await;
         assert_eq!(answer.status, 401, "{url}");
         assert!(answer.session.is_none());

@@ -115,36 +115,10 @@ async fn create_user(s: &Server, name: &str, roles: &[(BuiltinRole, &str)]) -> (
 /// Signs in through the real web form (CSRF cookie and token from `GET /ui/login`) and returns
 /// the session cookie (`custos_session=…`).
 async fn sign_in(s: &Server, username: &str, secret: &str) -> String {
-    let page = s.http.get(s.url("/ui/login")).send().await.unwrap();
-    assert_eq!(page.status(), 200);
-    let csrf_cookie = page.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let csrf = csrf_cookie.split_once('=').unwrap().1.to_owned();
-    let r = s
-        .http
-        .post(s.url("/ui/login"))
-        .header("cookie", &csrf_cookie)
-        .form(&[
-            ("username", username),
-            ("secret", secret),
-            ("csrf", csrf.as_str()),
-        ])
-        .send()
+    common::FormBrowser::open(s)
         .await
-        .unwrap();
-    assert_eq!(r.status(), 303, "sign-in of {username:?}");
-    r.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("custos_session="))
-        .map(|v| v.split(';').next().unwrap().to_owned())
-        .expect("a session cookie")
+        .session(s, username, secret)
+        .await
 }
 
 /// A user bound to `roles`, signed in through the form.

@@ -13,7 +13,7 @@
 mod common;
 
 use chrono::{Duration, TimeZone, Utc};
-use common::{Backend, Server, Site};
+use common::{Backend, FormBrowser, Server, Site};
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -22,76 +22,6 @@ const AUDITOR_PASSWORD: &str = "tulip orbit kettle 42";
 
 fn t0() -> chrono::DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 20, 9, 0, 0).unwrap()
-}
-
-/// A browser without JavaScript: it keeps the CSRF cookie of one sign-in page and posts the
-/// form with it.
-struct Browser {
-    client: reqwest::Client,
-    csrf_cookie: String,
-    csrf: String,
-}
-
-/// What the sign-in form answered.
-struct Answer {
-    status: u16,
-    body: String,
-    session: Option<String>,
-}
-
-impl Browser {
-    async fn open(s: &Server) -> Browser {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let page = client.get(s.url("/ui/login")).send().await.unwrap();
-        assert_eq!(page.status(), 200);
-        let csrf_cookie = page.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned();
-        let csrf = csrf_cookie.split_once('=').unwrap().1.to_owned();
-        let html = page.text().await.unwrap();
-        assert!(html.contains(&csrf) && html.contains("name=\"username\""));
-        Browser {
-            client,
-            csrf_cookie,
-            csrf,
-        }
-    }
-
-    async fn sign_in(&self, s: &Server, username: &str, password: &str) -> Answer {
-        let r = self
-            .client
-            .post(s.url("/ui/login"))
-            .header("cookie", &self.csrf_cookie)
-            .form(&[
-                ("username", username),
-                ("secret", password),
-                ("csrf", self.csrf.as_str()),
-            ])
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        let session = r
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find(|v| v.starts_with("custos_session="))
-            .map(|v| v.split(';').next().unwrap().to_owned());
-        let body = r.text().await.unwrap();
-        Answer {
-            status,
-            body,
-            session,
-        }
-    }
 }
 
 /// A request carrying a session cookie instead of a bearer credential.
@@ -180,7 +110,7 @@ async fn auditor_flow(backend: Backend) {
     assert!(text.contains("Audrey") && !text.contains("argon2") && !text.contains("password"));
 
     // Sign in through the form; the name is matched without regard to case.
-    let browser = Browser::open(&s).await;
+    let browser = FormBrowser::open(&s).await;
     let answer = browser.sign_in(&s, "audrey", AUDITOR_PASSWORD).await;
     assert_eq!(answer.status, 303, "{}", answer.body);
     let session = answer.session.expect("a session cookie");
@@ -285,7 +215,7 @@ async fn ten_wrong_passwords_lock_the_account_and_look_like_one() {
         json!([{"role": "auditor", "model": "*"}]),
     )
     .await;
-    let browser = Browser::open(&s).await;
+    let browser = FormBrowser::open(&s).await;
     let wrong = browser
         .sign_in(&s, "audrey", "not the password at all")
         .await;
@@ -344,7 +274,7 @@ async fn an_unknown_user_is_answered_like_a_wrong_password() {
         json!([{"role": "analyst", "model": "*"}]),
     )
     .await;
-    let browser = Browser::open(&s).await;
+    let browser = FormBrowser::open(&s).await;
     let wrong = browser
         .sign_in(&s, "audrey", "not the password at all")
         .await;
@@ -503,7 +433,7 @@ async fn a_disabled_user_cannot_sign_in_and_its_sessions_end() {
     )
     .await;
     let id = user["id"].as_str().unwrap().to_owned();
-    let browser = Browser::open(&s).await;
+    let browser = FormBrowser::open(&s).await;
     let wrong = browser.sign_in(&s, "dana", "not the password at all").await;
     let answer = browser.sign_in(&s, "dana", "quiet harbour lantern").await;
     assert_eq!(answer.status, 303);
@@ -630,7 +560,7 @@ async fn only_the_bootstrap_secret_or_an_admin_user_binds_admin() {
     assert_eq!(r.status, 403, "a token cannot remove administrators");
 
     // An admin user manages users, including other admins, but sees no data.
-    let browser = Browser::open(&s).await;
+    let browser = FormBrowser::open(&s).await;
     let session = browser
         .sign_in(&s, "root-admin", "granite sparrow violin")
         .await
@@ -693,7 +623,7 @@ async fn the_per_address_limit_applies_to_password_sign_in() {
         json!([{"role": "auditor", "model": "*"}]),
     )
     .await;
-    let browser = Browser::open(&s).await;
+    let browser = FormBrowser::open(&s).await;
     for _ in 0..3 {
         assert_eq!(
             browser
@@ -706,5 +636,72 @@ async fn the_per_address_limit_applies_to_password_sign_in() {
     let throttled = browser.sign_in(&s, "audrey", AUDITOR_PASSWORD).await;
     assert_eq!(throttled.status, 429);
     assert!(throttled.session.is_none());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn cross_site_writes_with_a_session_are_refused_and_wrong_methods_get_405() {
+    let site = Site::new(Backend::Sqlite);
+    let s = site.start().await;
+    s.register_fraud_model().await;
+    let session = FormBrowser::open(&s).await.session(&s, "", &s.admin).await;
+    let monitoring = "/api/v1/models/fraud-v3/monitoring";
+    // What the browser says about where the request comes from decides; programs that send
+    // no such header keep working.
+    for (from, refused) in [
+        (Some("cross-site"), true),
+        (Some("same-site"), true),
+        (Some("same-origin"), false),
+        (Some("none"), false),
+        (None, false),
+    ] {
+        let mut request = s
+            .http
+            .put(s.url(monitoring))
+            .header("cookie", &session)
+            .json(&json!({}));
+        if let Some(from) = from {
+            request = request.header("sec-fetch-site", from);
+        }
+        let status = request.send().await.unwrap().status().as_u16();
+        assert_eq!(status == 403, refused, "{from:?}: {status}");
+    }
+    // Reads are not state changes: a cross-site GET is answered (SameSite keeps the cookie off
+    // real cross-site requests anyway).
+    let read = s
+        .http
+        .get(s.url(monitoring))
+        .header("cookie", &session)
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    // A bearer credential is not a cookie a browser attaches by itself: not affected.
+    let bearer = s
+        .http
+        .put(s.url(monitoring))
+        .bearer_auth(&s.admin)
+        .header("sec-fetch-site", "cross-site")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(bearer.status(), 403);
+    let records = s.get("/api/v1/audit?limit=1000", Some(&s.admin)).await;
+    let refusals = records.body["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["record"]["action"] == "auth.cross_site")
+        .count();
+    assert_eq!(refusals, 2);
+
+    // A known route with a method it does not serve: 405 naming the allowed ones.
+    let r = s
+        .send(Method::DELETE, "/api/v1/models", Some(&s.admin), None)
+        .await;
+    assert_eq!(r.status, 405, "{:?}", r.body);
+    assert_eq!(r.headers["allow"], "GET, POST");
     s.stop().await;
 }

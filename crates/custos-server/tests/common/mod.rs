@@ -325,3 +325,82 @@ pub fn fraud_rows(
         })
         .collect()
 }
+
+/// A browser without JavaScript: it keeps the CSRF cookie of one sign-in page and posts the
+/// form with it.
+pub struct FormBrowser {
+    client: reqwest::Client,
+    csrf_cookie: String,
+    csrf: String,
+}
+
+/// What the sign-in form answered.
+pub struct FormAnswer {
+    pub status: u16,
+    pub body: String,
+    pub session: Option<String>,
+}
+
+impl FormBrowser {
+    pub async fn open(s: &Server) -> FormBrowser {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let page = client.get(s.url("/ui/login")).send().await.unwrap();
+        assert_eq!(page.status(), 200);
+        let csrf_cookie = page.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let csrf = csrf_cookie.split_once('=').unwrap().1.to_owned();
+        let html = page.text().await.unwrap();
+        assert!(html.contains(&csrf) && html.contains("name=\"username\""));
+        FormBrowser {
+            client,
+            csrf_cookie,
+            csrf,
+        }
+    }
+
+    pub async fn sign_in(&self, s: &Server, username: &str, password: &str) -> FormAnswer {
+        let r = self
+            .client
+            .post(s.url("/ui/login"))
+            .header("cookie", &self.csrf_cookie)
+            .form(&[
+                ("username", username),
+                ("secret", password),
+                ("csrf", self.csrf.as_str()),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let session = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with("custos_session="))
+            .map(|v| v.split(';').next().unwrap().to_owned());
+        let body = r.text().await.unwrap();
+        FormAnswer {
+            status,
+            body,
+            session,
+        }
+    }
+}
+
+impl FormBrowser {
+    /// Signs in and returns the session cookie (`custos_session=…`), failing the test otherwise.
+    pub async fn session(&self, s: &Server, username: &str, password: &str) -> String {
+        let answer = self.sign_in(s, username, password).await;
+        assert_eq!(answer.status, 303, "{username}: {}", answer.body);
+        answer.session.expect("a session cookie")
+    }
+}
