@@ -704,21 +704,19 @@ pub fn monitoring_weakenings(
 /// weakening. The match has no wildcard arm, so a new [`Masking`] kind fails to compile here
 /// until it is placed (or deliberately mapped to `None`).
 fn masking_strength(masking: Masking) -> Option<u8> {
-    Some(match masking {
-        Masking::Drop => 3,
-        Masking::Redact => 2,
-        Masking::Hmac => 1,
-        Masking::None => 0,
-    })
+    match masking {
+        Masking::Drop => Some(3),
+        Masking::Redact => Some(2),
+        Masking::Hmac => Some(1),
+        Masking::None => Some(0),
+        // Partial masking, reversible encryption and coarsening keep different things, so
+        // none of them is simply stronger than another: any change to or from them counts.
+        Masking::Mask | Masking::Ff1 | Masking::Generalize => None,
+    }
 }
 
 fn masking_name(masking: Masking) -> &'static str {
-    match masking {
-        Masking::None => "none",
-        Masking::Drop => "drop",
-        Masking::Redact => "redact",
-        Masking::Hmac => "hmac",
-    }
+    masking.as_str()
 }
 
 /// The changes from `before` to `after` that protect a field's values less.

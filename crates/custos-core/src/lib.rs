@@ -38,6 +38,7 @@ pub use record::{
 pub use record::{mask, validate_label, validate_row};
 pub use roles::{BuiltinRole, RoleBinding, RoleError, grants_of};
 pub use schema::{
-    Column, ColumnRole, FeatureSpec, FeatureType, Masking, ModelSchema, ModelSpec, PredictionSpec,
-    PredictionType, ProfileKind, SchemaError, UnknownFieldPolicy,
+    Column, ColumnRole, FeatureSpec, FeatureType, Ff1Alphabet, Masking, MaskingOptions,
+    MaskingRule, ModelSchema, ModelSpec, PiiDetection, PredictionSpec, PredictionType, ProfileKind,
+    SchemaError, TimeUnit, UnknownFieldPolicy,
 };

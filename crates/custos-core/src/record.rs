@@ -10,7 +10,10 @@
 
 use crate::names::ModelName;
 use crate::schema::UnknownFieldPolicy;
-use crate::schema::{Column, ColumnRole, FeatureType, Masking, ModelSchema, PredictionType};
+use crate::schema::{
+    Column, ColumnRole, FeatureType, Ff1Alphabet, MaskingRule, ModelSchema, PiiDetection,
+    PredictionType, TimeUnit,
+};
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -106,6 +109,10 @@ pub trait Pseudonymizer: Send + Sync {
     fn pseudonym(&self, value: &str) -> String;
     /// The index key of an event id within one model.
     fn event_key(&self, model: &ModelName, event_id: &str) -> EventKey;
+    /// The format-preserving encryption (FF1) of the `alphabet` characters of `value`, other
+    /// characters left in place; `None` when it cannot be computed, and the value is then
+    /// redacted rather than stored.
+    fn format_preserving(&self, alphabet: Ff1Alphabet, value: &str) -> Option<String>;
 }
 
 /// A field value after masking: safe to profile and to seal.
@@ -143,9 +150,18 @@ pub struct MaskedRecord {
     event_key: Option<EventKey>,
     timestamp: DateTime<Utc>,
     values: Vec<MaskedValue>,
+    /// Personal data found and replaced by PII detection in this row (never stored: it is
+    /// counted into the ingest answer).
+    #[serde(skip)]
+    pii_redacted: u32,
 }
 
 impl MaskedRecord {
+    /// How many findings of PII detection this row's masking replaced.
+    pub fn pii_redacted(&self) -> u32 {
+        self.pii_redacted
+    }
+
     /// The event id (kept only inside sealed batches).
     pub fn event_id(&self) -> &str {
         &self.event_id
@@ -210,6 +226,30 @@ fn check_value(
     value: &Value,
     limits: &IngestLimits,
 ) -> Result<FieldValue, String> {
+    let checked = check_type(column, value, limits)?;
+    if let (
+        MaskingRule::Ff1 {
+            alphabet,
+            min_length,
+        },
+        FieldValue::Text(s),
+    ) = (column.rule, &checked)
+    {
+        let encrypted = s.chars().filter(|c| alphabet.contains(*c)).count();
+        if encrypted < min_length as usize {
+            return Err(format!(
+                "has fewer than the {min_length} {} characters its ff1 masking needs",
+                match alphabet {
+                    Ff1Alphabet::Digits => "digit",
+                    Ff1Alphabet::Alphanumeric => "letter or digit",
+                }
+            ));
+        }
+    }
+    Ok(checked)
+}
+
+fn check_type(column: &Column, value: &Value, limits: &IngestLimits) -> Result<FieldValue, String> {
     if value.is_null() {
         return Ok(FieldValue::Missing);
     }
@@ -366,6 +406,17 @@ pub fn validate_row(
             Err(reason) => errors.push(RowError::new(index, Some(column.name.as_str()), reason)),
         }
     }
+    if schema.spec().pii_detection == Some(PiiDetection::Reject) {
+        for (column, value) in schema.columns().iter().zip(&values) {
+            if let Some(kinds) = scanned_text(column, value).and_then(found_kinds) {
+                errors.push(RowError::new(
+                    index,
+                    Some(column.name.as_str()),
+                    format!("holds personal data ({kinds}), which this model refuses"),
+                ));
+            }
+        }
+    }
     for (column, value) in schema.columns().iter().zip(&values) {
         if column.role == ColumnRole::Prediction && *value == FieldValue::Missing {
             errors.push(RowError::new(
@@ -385,6 +436,61 @@ pub fn validate_row(
     }
 }
 
+/// The text of a value that PII detection scans: a string feature stored as given.
+fn scanned_text<'a>(column: &Column, value: &'a FieldValue) -> Option<&'a str> {
+    match (column.role, column.rule, value) {
+        (ColumnRole::Feature, MaskingRule::None, FieldValue::Text(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// The kinds of personal data in `text` (`email, payment_card`), or `None`. Only the kinds leave
+/// this function, never the matched text.
+fn found_kinds(text: &str) -> Option<String> {
+    let counts = crate::pii::counts(text);
+    if counts.is_empty() {
+        return None;
+    }
+    Some(
+        counts
+            .keys()
+            .map(|k| k.label().to_ascii_lowercase())
+            .collect::<Vec<_>>()
+            .join(", "),
+    )
+}
+
+/// `*` for every character but the last `keep` (all of them when the value is not longer).
+fn mask_all_but_last(value: &str, keep: usize) -> String {
+    let count = value.chars().count();
+    // A value no longer than what would stay visible is hidden whole: otherwise a short value
+    // would be stored in the clear.
+    let hidden = if count > keep { count - keep } else { count };
+    value
+        .chars()
+        .enumerate()
+        .map(|(i, c)| if i < hidden { '*' } else { c })
+        .collect()
+}
+
+/// The lower edge of the `width`-wide bucket holding `value` (buckets start at 0).
+fn bucket_floor(value: f64, width: f64) -> f64 {
+    let edge = (value / width).floor() * width;
+    if edge.is_finite() { edge } else { 0.0 }
+}
+
+/// `t` truncated to the start of its `unit` (UTC).
+fn truncate_time(t: DateTime<Utc>, unit: TimeUnit) -> Option<DateTime<Utc>> {
+    use chrono::{Datelike, Timelike};
+    let (year, month, day, hour) = match unit {
+        TimeUnit::Hour => (t.year(), t.month(), t.day(), t.hour()),
+        TimeUnit::Day => (t.year(), t.month(), t.day(), 0),
+        TimeUnit::Month => (t.year(), t.month(), 1, 0),
+        TimeUnit::Year => (t.year(), 1, 1, 0),
+    };
+    Utc.with_ymd_and_hms(year, month, day, hour, 0, 0).single()
+}
+
 /// Applies every column's masking policy. The unmasked record is consumed so it cannot be
 /// used afterwards by mistake.
 pub fn mask(
@@ -393,24 +499,61 @@ pub fn mask(
     pseudonymizer: &dyn Pseudonymizer,
 ) -> MaskedRecord {
     let event_key = pseudonymizer.event_key(schema.name(), &record.event_id);
-    let values = schema
+    let detect = schema.spec().pii_detection == Some(PiiDetection::Mask);
+    let mut pii_redacted: u32 = 0;
+    let values: Vec<MaskedValue> = schema
         .columns()
         .iter()
         .zip(record.values)
-        .map(|(column, value)| match (column.masking, value) {
+        .map(|(column, value)| match (column.rule, value) {
             (_, FieldValue::Missing) => MaskedValue::Missing,
-            (Masking::Drop, _) => MaskedValue::Dropped,
-            (Masking::Redact, _) => MaskedValue::Redacted,
-            (Masking::Hmac, FieldValue::Text(s)) => {
+            (MaskingRule::Drop, _) => MaskedValue::Dropped,
+            (MaskingRule::Redact, _) => MaskedValue::Redacted,
+            (MaskingRule::Hmac, FieldValue::Text(s)) => {
                 MaskedValue::Pseudonym(pseudonymizer.pseudonym(&s))
             }
-            // Schema checking only allows hmac on string columns; anything else is redacted
-            // rather than risk storing it in the clear.
-            (Masking::Hmac, _) => MaskedValue::Redacted,
-            (Masking::None, FieldValue::Number(n)) => MaskedValue::Number(n),
-            (Masking::None, FieldValue::Bool(b)) => MaskedValue::Bool(b),
-            (Masking::None, FieldValue::Text(s)) => MaskedValue::Text(s),
-            (Masking::None, FieldValue::Time(t)) => MaskedValue::Time(t),
+            (MaskingRule::Mask { keep_last }, FieldValue::Text(s)) => {
+                MaskedValue::Text(mask_all_but_last(&s, usize::from(keep_last)))
+            }
+            (MaskingRule::Ff1 { alphabet, .. }, FieldValue::Text(s)) => pseudonymizer
+                .format_preserving(alphabet, &s)
+                .map_or(MaskedValue::Redacted, MaskedValue::Pseudonym),
+            (MaskingRule::Bucket { width }, FieldValue::Number(n)) => {
+                MaskedValue::Number(bucket_floor(n, width))
+            }
+            (MaskingRule::Truncate { unit }, FieldValue::Time(t)) => {
+                truncate_time(t, unit).map_or(MaskedValue::Redacted, MaskedValue::Time)
+            }
+            (MaskingRule::Prefix { keep }, FieldValue::Text(s)) => {
+                MaskedValue::Text(s.chars().take(usize::from(keep)).collect())
+            }
+            // Schema checking allows these policies only on the types above; any other pairing
+            // is redacted rather than risk storing a value in the clear.
+            (
+                MaskingRule::Hmac
+                | MaskingRule::Mask { .. }
+                | MaskingRule::Ff1 { .. }
+                | MaskingRule::Bucket { .. }
+                | MaskingRule::Truncate { .. }
+                | MaskingRule::Prefix { .. },
+                _,
+            ) => MaskedValue::Redacted,
+            (MaskingRule::None, FieldValue::Number(n)) => MaskedValue::Number(n),
+            (MaskingRule::None, FieldValue::Bool(b)) => MaskedValue::Bool(b),
+            (MaskingRule::None, FieldValue::Text(s))
+                if detect && column.role == ColumnRole::Feature =>
+            {
+                let found = crate::pii::detect(&s);
+                if found.is_empty() {
+                    MaskedValue::Text(s)
+                } else {
+                    pii_redacted =
+                        pii_redacted.saturating_add(u32::try_from(found.len()).unwrap_or(u32::MAX));
+                    MaskedValue::Text(crate::pii::redact(&s, &found))
+                }
+            }
+            (MaskingRule::None, FieldValue::Text(s)) => MaskedValue::Text(s),
+            (MaskingRule::None, FieldValue::Time(t)) => MaskedValue::Time(t),
         })
         .collect();
     MaskedRecord {
@@ -418,6 +561,7 @@ pub fn mask(
         event_key: Some(event_key),
         timestamp: record.timestamp,
         values,
+        pii_redacted,
     }
 }
 
@@ -589,6 +733,13 @@ mod tests {
             }
             EventKey(k)
         }
+        fn format_preserving(
+            &self,
+            _alphabet: crate::schema::Ff1Alphabet,
+            value: &str,
+        ) -> Option<String> {
+            Some(value.chars().rev().collect())
+        }
     }
 
     fn schema() -> ModelSchema {
@@ -608,6 +759,99 @@ mod tests {
     fn good_row() -> Value {
         json!({"event_id":"e1","ts":"2026-11-26T10:00:00Z","amount":12.5,"country":"DE",
                "email":"a@b.c","note":"call me","vip":true,"score":0.93})
+    }
+
+    #[test]
+    fn every_masking_rule_applies_before_storage() {
+        let spec: ModelSpec = serde_json::from_value(json!({"name": "kyc",
+            "id_field": "event_id", "timestamp_field": "ts",
+            "features": [
+                {"name": "card", "type": "categorical", "pii": true, "masking": "ff1",
+                 "masking_options": {"min_length": 12}},
+                {"name": "phone", "type": "text", "pii": true, "masking": "mask"},
+                {"name": "pin", "type": "categorical", "pii": true, "masking": "mask"},
+                {"name": "postcode", "type": "categorical", "pii": true, "masking": "generalize",
+                 "masking_options": {"keep_prefix": 3}},
+                {"name": "age", "type": "numeric", "pii": true, "masking": "generalize",
+                 "masking_options": {"bucket_width": 10}},
+                {"name": "born", "type": "timestamp", "pii": true, "masking": "generalize",
+                 "masking_options": {"truncate_to": "month"}}],
+            "prediction": {"name": "score", "type": "binary_score"}}))
+        .unwrap();
+        let schema = ModelSchema::new(spec).unwrap();
+        let row = json!({"event_id": "e1", "ts": "2026-11-26T10:00:00Z",
+            "card": "4111 1111 1111 1111", "phone": "+44 20 7946 0958", "pin": "123",
+            "postcode": "SW1A 1AA", "age": -3.5, "born": "1990-05-17T08:30:00Z", "score": 0.5});
+        let record = validate_row(&schema, 0, &row, &IngestLimits::default()).unwrap();
+        let masked = mask(&schema, record, &TestKeys);
+        let born = Utc.with_ymd_and_hms(1990, 5, 1, 0, 0, 0).unwrap();
+        assert_eq!(
+            masked.values(),
+            [
+                MaskedValue::Pseudonym("1111 1111 1111 1114".into()),
+                MaskedValue::Text("************0958".into()),
+                MaskedValue::Text("***".into()),
+                MaskedValue::Text("SW1".into()),
+                MaskedValue::Number(-10.0),
+                MaskedValue::Time(born),
+                MaskedValue::Number(0.5),
+            ]
+        );
+        // A card with too few digits for its format is refused, value not echoed.
+        let short = json!({"event_id": "e2", "ts": "2026-11-26T10:00:00Z", "card": "4111-11",
+            "score": 0.5});
+        let errors = validate_row(&schema, 4, &short, &IngestLimits::default()).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].field.as_deref(), Some("card"));
+        assert!(errors[0].reason.contains("12 digit") && !errors[0].reason.contains("4111"));
+    }
+
+    #[test]
+    fn pii_detection_masks_or_refuses_undeclared_personal_data() {
+        let spec = |action: &str| -> ModelSchema {
+            ModelSchema::new(
+                serde_json::from_value(json!({"name": "support",
+                    "id_field": "event_id", "timestamp_field": "ts",
+                    "features": [
+                        {"name": "ticket", "type": "text"},
+                        {"name": "channel", "type": "categorical"},
+                        {"name": "email", "type": "categorical", "pii": true, "masking": "hmac"}],
+                    "prediction": {"name": "score", "type": "binary_score"},
+                    "pii_detection": action}))
+                .unwrap(),
+            )
+            .unwrap()
+        };
+        let row = json!({"event_id": "e1", "ts": "2026-11-26T10:00:00Z",
+            "ticket": "refund to 4111 1111 1111 1111, reach me at jane.doe@example.com",
+            "channel": "web", "email": "jane.doe@example.com", "score": 0.5});
+        let masking = spec("mask");
+        let record = validate_row(&masking, 0, &row, &IngestLimits::default()).unwrap();
+        let masked = mask(&masking, record, &TestKeys);
+        assert_eq!(
+            masked.values()[0],
+            MaskedValue::Text("refund to [PAYMENT_CARD], reach me at [EMAIL]".into())
+        );
+        assert_eq!(masked.values()[1], MaskedValue::Text("web".into()));
+        assert_eq!(masked.pii_redacted(), 2);
+        let refusing = spec("reject");
+        let errors = validate_row(&refusing, 7, &row, &IngestLimits::default()).unwrap_err();
+        assert_eq!(errors.len(), 1, "declared PII is masked, not refused");
+        assert_eq!(errors[0].row, 7);
+        assert_eq!(errors[0].field.as_deref(), Some("ticket"));
+        assert_eq!(
+            errors[0].reason,
+            "holds personal data (email, payment_card), which this model refuses"
+        );
+        let clean = json!({"event_id": "e2", "ts": "2026-11-26T10:00:00Z",
+            "ticket": "the app crashes on start", "channel": "web", "score": 0.5});
+        assert!(validate_row(&refusing, 0, &clean, &IngestLimits::default()).is_ok());
+        // Without the setting nothing is scanned.
+        let plain = schema();
+        let r = json!({"event_id":"e1","ts":"2026-11-26T10:00:00Z","country":"a@b.example",
+                       "score":0.5});
+        let record = validate_row(&plain, 0, &r, &IngestLimits::default()).unwrap();
+        assert_eq!(mask(&plain, record, &TestKeys).pii_redacted(), 0);
     }
 
     #[test]

@@ -55,6 +55,154 @@ pub enum Masking {
     Redact,
     /// Replaced by a keyed HMAC-SHA256 pseudonym: equal inputs still join, nothing reverses it.
     Hmac,
+    /// Every character but the last `keep_last` (default 4) replaced by `*`: a card number
+    /// keeps the digits people use to recognise it, and nothing else.
+    Mask,
+    /// Format-preserving encryption (NIST SP 800-38G FF1, AES-256) of the characters of the
+    /// field's `alphabet`; other characters (separators) stay in place. Equal inputs give equal
+    /// outputs under one instance key. Needs `min_length`, and a domain of at least 1,000,000
+    /// values (`radix ^ min_length`).
+    Ff1,
+    /// Coarsened: numbers to the lower edge of a `bucket_width` bucket, instants truncated to a
+    /// `truncate_to` unit, strings (postcodes) cut to their first `keep_prefix` characters.
+    Generalize,
+}
+
+impl Masking {
+    /// The policy's name in specifications.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Masking::None => "none",
+            Masking::Drop => "drop",
+            Masking::Redact => "redact",
+            Masking::Hmac => "hmac",
+            Masking::Mask => "mask",
+            Masking::Ff1 => "ff1",
+            Masking::Generalize => "generalize",
+        }
+    }
+}
+
+/// The characters FF1 encrypts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Ff1Alphabet {
+    /// `0-9` (radix 10): card numbers, account numbers, phone digits.
+    #[default]
+    Digits,
+    /// `0-9a-zA-Z` (radix 62): identifiers.
+    Alphanumeric,
+}
+
+impl Ff1Alphabet {
+    /// The characters, in numeral order.
+    pub fn chars(self) -> &'static str {
+        match self {
+            Ff1Alphabet::Digits => "0123456789",
+            Ff1Alphabet::Alphanumeric => {
+                "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+            }
+        }
+    }
+
+    /// Whether `c` is one of the characters.
+    pub fn contains(self, c: char) -> bool {
+        match self {
+            Ff1Alphabet::Digits => c.is_ascii_digit(),
+            Ff1Alphabet::Alphanumeric => c.is_ascii_alphanumeric(),
+        }
+    }
+
+    fn radix(self) -> u64 {
+        match self {
+            Ff1Alphabet::Digits => 10,
+            Ff1Alphabet::Alphanumeric => 62,
+        }
+    }
+}
+
+/// Smallest number of values an FF1 domain may have (NIST SP 800-38G Rev. 1): smaller domains
+/// can be enumerated.
+pub const FF1_MIN_DOMAIN: u64 = 1_000_000;
+
+/// The unit an instant is truncated to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeUnit {
+    /// The start of the hour.
+    Hour,
+    /// Midnight UTC.
+    #[default]
+    Day,
+    /// The first day of the month.
+    Month,
+    /// January 1st.
+    Year,
+}
+
+/// Settings of the masking policies that take any.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MaskingOptions {
+    /// `mask`: characters left visible at the end (0–8, default 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_last: Option<u8>,
+    /// `ff1`: the characters encrypted (default `digits`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alphabet: Option<Ff1Alphabet>,
+    /// `ff1`: the fewest alphabet characters a value has; shorter values are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_length: Option<u32>,
+    /// `generalize` on numbers: the bucket width (finite, positive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket_width: Option<f64>,
+    /// `generalize` on timestamps: the unit kept (default `day`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncate_to: Option<TimeUnit>,
+    /// `generalize` on strings: characters kept from the start (1–16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_prefix: Option<u8>,
+}
+
+/// A masking policy with its settings resolved and checked.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum MaskingRule {
+    /// Stored as given.
+    None,
+    /// Removed.
+    Drop,
+    /// Replaced by a marker.
+    Redact,
+    /// Keyed pseudonym.
+    Hmac,
+    /// All but the last `keep_last` characters hidden.
+    Mask {
+        /// Characters left visible.
+        keep_last: u8,
+    },
+    /// Format-preserving encryption.
+    Ff1 {
+        /// The characters encrypted.
+        alphabet: Ff1Alphabet,
+        /// The fewest alphabet characters a value has.
+        min_length: u32,
+    },
+    /// Numbers to the lower edge of their bucket.
+    Bucket {
+        /// The bucket width.
+        width: f64,
+    },
+    /// Instants truncated.
+    Truncate {
+        /// The unit kept.
+        unit: TimeUnit,
+    },
+    /// Strings cut to a prefix.
+    Prefix {
+        /// Characters kept.
+        keep: u8,
+    },
 }
 
 /// What to do with a row field that the schema does not declare.
@@ -84,6 +232,9 @@ pub struct FeatureSpec {
     /// How the value is protected; required when `pii` is true.
     #[serde(default)]
     pub masking: Option<Masking>,
+    /// Settings of `mask`, `ff1` and `generalize`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub masking_options: Option<MaskingOptions>,
 }
 
 /// The model's prediction field, as sent by a client.
@@ -124,6 +275,21 @@ pub struct ModelSpec {
     /// What to do with undeclared fields.
     #[serde(default)]
     pub unknown_fields: UnknownFieldPolicy,
+    /// Scan the string fields stored as given (not declared PII) for personal data: e-mail
+    /// addresses, phone numbers, payment cards (Luhn), IBANs (mod-97), US SSNs, IP addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pii_detection: Option<PiiDetection>,
+}
+
+/// What happens to personal data found in a field that was not declared PII.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PiiDetection {
+    /// Each finding is replaced by its kind (`[EMAIL]`) before anything is stored or profiled;
+    /// only the number of findings is reported.
+    Mask,
+    /// A row with a finding is refused (its batch answers 422 naming row, field and kinds).
+    Reject,
 }
 
 /// Why a model specification was refused.
@@ -133,8 +299,19 @@ pub enum SchemaError {
     #[error("field '{0}' is declared more than once")]
     DuplicateField(String),
     /// A PII field has no masking, or `none`.
-    #[error("field '{0}' is marked pii but has no masking policy (use drop, redact or hmac)")]
+    #[error(
+        "field '{0}' is marked pii but has no masking policy (use drop, redact, hmac, mask, ff1 \
+         or generalize)"
+    )]
     PiiWithoutMasking(String),
+    /// Masking settings that are missing, out of range or meant for another policy.
+    #[error("field '{field}': {reason}")]
+    BadMaskingOptions {
+        /// The field.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A masking policy does not fit the field's type.
     #[error("field '{field}': masking '{masking}' does not apply to {feature_type} fields")]
     MaskingTypeMismatch {
@@ -194,19 +371,32 @@ pub struct Column {
     pub pii: bool,
     /// The effective masking policy.
     pub masking: Masking,
+    /// The policy with its settings.
+    pub rule: MaskingRule,
 }
 
 impl Column {
     /// How the column is profiled, or `None` when it is dropped and so never profiled.
     /// Text is profiled by its length (numeric); redacted fields only by presence (categorical).
     pub fn profile_kind(&self) -> Option<ProfileKind> {
-        match (self.masking, self.value_type) {
-            (Masking::Drop, _) => None,
-            (Masking::Redact | Masking::Hmac, _) => Some(ProfileKind::Categorical),
-            (Masking::None, FeatureType::Numeric | FeatureType::Timestamp | FeatureType::Text) => {
+        match (self.rule, self.value_type) {
+            (MaskingRule::Drop, _) => None,
+            (
+                MaskingRule::Redact
+                | MaskingRule::Hmac
+                | MaskingRule::Mask { .. }
+                | MaskingRule::Ff1 { .. }
+                | MaskingRule::Prefix { .. },
+                _,
+            ) => Some(ProfileKind::Categorical),
+            (MaskingRule::Bucket { .. } | MaskingRule::Truncate { .. }, _) => {
                 Some(ProfileKind::Numeric)
             }
-            (Masking::None, FeatureType::Categorical | FeatureType::Boolean) => {
+            (
+                MaskingRule::None,
+                FeatureType::Numeric | FeatureType::Timestamp | FeatureType::Text,
+            ) => Some(ProfileKind::Numeric),
+            (MaskingRule::None, FeatureType::Categorical | FeatureType::Boolean) => {
                 Some(ProfileKind::Categorical)
             }
         }
@@ -236,6 +426,134 @@ fn type_name(t: FeatureType) -> &'static str {
         FeatureType::Text => "text",
         FeatureType::Timestamp => "timestamp",
     }
+}
+
+/// The checked rule of a feature's policy and settings: the policy must fit the type, the
+/// settings must be the policy's own and within range, and an FF1 domain must have at least
+/// [`FF1_MIN_DOMAIN`] values.
+fn resolve_rule(feature: &FeatureSpec, masking: Masking) -> Result<MaskingRule, SchemaError> {
+    let field = feature.name.to_string();
+    let bad = |reason: String| SchemaError::BadMaskingOptions {
+        field: field.clone(),
+        reason,
+    };
+    let mismatch = || SchemaError::MaskingTypeMismatch {
+        field: field.clone(),
+        masking: masking.as_str(),
+        feature_type: type_name(feature.feature_type),
+    };
+    let options = feature.masking_options.clone().unwrap_or_default();
+    // Which settings the policy (and type) reads; any other one given is a mistake to report,
+    // not to ignore.
+    let mut allowed: Vec<&str> = Vec::new();
+    let stringy = matches!(
+        feature.feature_type,
+        FeatureType::Categorical | FeatureType::Text
+    );
+    let rule = match masking {
+        Masking::None => MaskingRule::None,
+        Masking::Drop => MaskingRule::Drop,
+        Masking::Redact => MaskingRule::Redact,
+        Masking::Hmac => {
+            if !stringy {
+                return Err(mismatch());
+            }
+            MaskingRule::Hmac
+        }
+        Masking::Mask => {
+            if !stringy {
+                return Err(mismatch());
+            }
+            allowed.push("keep_last");
+            let keep_last = options.keep_last.unwrap_or(4);
+            if keep_last > 8 {
+                return Err(bad("masking_options.keep_last must lie in 0..=8".into()));
+            }
+            MaskingRule::Mask { keep_last }
+        }
+        Masking::Ff1 => {
+            if !stringy {
+                return Err(mismatch());
+            }
+            allowed.extend(["alphabet", "min_length"]);
+            let alphabet = options.alphabet.unwrap_or_default();
+            let min_length = options.min_length.ok_or_else(|| {
+                bad(
+                    "ff1 needs masking_options.min_length (the fewest alphabet characters a \
+                     value has)"
+                        .into(),
+                )
+            })?;
+            let mut domain: u64 = 1;
+            for _ in 0..min_length.min(64) {
+                domain = domain.saturating_mul(alphabet.radix());
+            }
+            if domain < FF1_MIN_DOMAIN || min_length > 1_000 {
+                return Err(bad(format!(
+                    "ff1 is refused on a domain of {radix}^{min_length} = {domain} values: at \
+                     least {FF1_MIN_DOMAIN} are needed, or the values can be enumerated (raise \
+                     min_length or use hmac); at most 1000 characters",
+                    radix = alphabet.radix(),
+                )));
+            }
+            MaskingRule::Ff1 {
+                alphabet,
+                min_length,
+            }
+        }
+        Masking::Generalize => match feature.feature_type {
+            FeatureType::Numeric => {
+                allowed.push("bucket_width");
+                let width = options
+                    .bucket_width
+                    .filter(|w| w.is_finite() && *w > 0.0)
+                    .ok_or_else(|| {
+                        bad("generalize on a number needs a finite, positive \
+                             masking_options.bucket_width"
+                            .into())
+                    })?;
+                MaskingRule::Bucket { width }
+            }
+            FeatureType::Timestamp => {
+                allowed.push("truncate_to");
+                MaskingRule::Truncate {
+                    unit: options.truncate_to.unwrap_or_default(),
+                }
+            }
+            FeatureType::Categorical | FeatureType::Text => {
+                allowed.push("keep_prefix");
+                let keep =
+                    options
+                        .keep_prefix
+                        .filter(|k| (1..=16).contains(k))
+                        .ok_or_else(|| {
+                            bad("generalize on a string needs masking_options.keep_prefix in 1..=16"
+                        .into())
+                        })?;
+                MaskingRule::Prefix { keep }
+            }
+            FeatureType::Boolean => return Err(mismatch()),
+        },
+    };
+    let given = [
+        ("keep_last", options.keep_last.is_some()),
+        ("alphabet", options.alphabet.is_some()),
+        ("min_length", options.min_length.is_some()),
+        ("bucket_width", options.bucket_width.is_some()),
+        ("truncate_to", options.truncate_to.is_some()),
+        ("keep_prefix", options.keep_prefix.is_some()),
+    ];
+    if let Some((name, _)) = given
+        .iter()
+        .find(|(name, set)| *set && !allowed.contains(name))
+    {
+        return Err(bad(format!(
+            "masking_options.{name} does not apply to masking '{}' on a {} field",
+            masking.as_str(),
+            type_name(feature.feature_type)
+        )));
+    }
+    Ok(rule)
 }
 
 impl ModelSchema {
@@ -272,18 +590,7 @@ impl ModelSchema {
                 (_, Some(m)) => m,
                 (false, None) => Masking::None,
             };
-            if masking == Masking::Hmac
-                && !matches!(
-                    feature.feature_type,
-                    FeatureType::Categorical | FeatureType::Text
-                )
-            {
-                return Err(SchemaError::MaskingTypeMismatch {
-                    field: feature.name.to_string(),
-                    masking: "hmac",
-                    feature_type: type_name(feature.feature_type),
-                });
-            }
+            let rule = resolve_rule(feature, masking)?;
             columns.push(Column {
                 name: feature.name.clone(),
                 role: ColumnRole::Feature,
@@ -291,6 +598,7 @@ impl ModelSchema {
                 prediction_type: None,
                 pii: feature.pii,
                 masking,
+                rule,
             });
         }
         let prediction = &spec.prediction;
@@ -320,6 +628,7 @@ impl ModelSchema {
             prediction_type: Some(prediction.prediction_type),
             pii: false,
             masking: Masking::None,
+            rule: MaskingRule::None,
         });
         let by_name = columns
             .iter()
@@ -418,5 +727,107 @@ mod tests {
             ModelSchema::new(spec),
             Err(SchemaError::MaskingTypeMismatch { .. })
         ));
+    }
+
+    fn with_feature(feature: serde_json::Value) -> Result<ModelSchema, SchemaError> {
+        let mut spec: serde_json::Value = serde_json::from_str(ISSUE_BODY).unwrap();
+        spec["features"] = serde_json::json!([feature]);
+        ModelSchema::new(serde_json::from_value(spec).unwrap())
+    }
+
+    #[test]
+    fn masking_settings_are_checked_at_registration() {
+        use serde_json::json;
+        let ok = |f: serde_json::Value| with_feature(f).map(|s| s.columns()[0].rule);
+        assert_eq!(
+            ok(
+                json!({"name": "c", "type": "categorical", "pii": true, "masking": "ff1",
+                      "masking_options": {"min_length": 6}})
+            ),
+            Ok(MaskingRule::Ff1 {
+                alphabet: Ff1Alphabet::Digits,
+                min_length: 6
+            })
+        );
+        assert_eq!(
+            ok(
+                json!({"name": "c", "type": "categorical", "pii": true, "masking": "ff1",
+                      "masking_options": {"alphabet": "alphanumeric", "min_length": 4}})
+            ),
+            Ok(MaskingRule::Ff1 {
+                alphabet: Ff1Alphabet::Alphanumeric,
+                min_length: 4
+            })
+        );
+        assert_eq!(
+            ok(json!({"name": "c", "type": "text", "pii": true, "masking": "mask"})),
+            Ok(MaskingRule::Mask { keep_last: 4 })
+        );
+        assert_eq!(
+            ok(json!({"name": "t", "type": "timestamp", "pii": true, "masking": "generalize"})),
+            Ok(MaskingRule::Truncate {
+                unit: TimeUnit::Day
+            })
+        );
+        let refused = |f: serde_json::Value| with_feature(f).unwrap_err().to_string();
+        // 10^5 and 62^3 values can be enumerated.
+        let small = refused(json!({"name": "card", "type": "categorical", "pii": true,
+            "masking": "ff1", "masking_options": {"min_length": 5}}));
+        assert!(
+            small.contains("field 'card'")
+                && small.contains("10^5 = 100000")
+                && small.contains("1000000"),
+            "{small}"
+        );
+        assert!(
+            refused(json!({"name": "id", "type": "categorical", "pii": true,
+            "masking": "ff1", "masking_options": {"alphabet": "alphanumeric", "min_length": 3}}))
+            .contains("62^3")
+        );
+        assert!(
+            refused(json!({"name": "c", "type": "categorical", "pii": true,
+            "masking": "ff1"}))
+            .contains("min_length")
+        );
+        assert!(
+            refused(json!({"name": "n", "type": "numeric", "pii": true,
+            "masking": "ff1", "masking_options": {"min_length": 9}}))
+            .contains("does not apply to numeric")
+        );
+        assert!(
+            refused(json!({"name": "b", "type": "boolean", "pii": true,
+            "masking": "generalize"}))
+            .contains("does not apply to boolean")
+        );
+        assert!(
+            refused(json!({"name": "n", "type": "numeric", "pii": true,
+            "masking": "generalize"}))
+            .contains("bucket_width")
+        );
+        assert!(
+            refused(json!({"name": "n", "type": "numeric", "pii": true,
+            "masking": "generalize", "masking_options": {"bucket_width": -1}}))
+            .contains("bucket_width")
+        );
+        assert!(
+            refused(json!({"name": "p", "type": "categorical", "pii": true,
+            "masking": "generalize", "masking_options": {"keep_prefix": 0}}))
+            .contains("keep_prefix")
+        );
+        assert!(
+            refused(json!({"name": "p", "type": "categorical", "pii": true,
+            "masking": "mask", "masking_options": {"keep_last": 9}}))
+            .contains("keep_last")
+        );
+        assert!(
+            refused(json!({"name": "p", "type": "categorical", "pii": true,
+            "masking": "mask", "masking_options": {"min_length": 9}}))
+            .contains("min_length does not apply to masking 'mask'")
+        );
+        assert!(
+            refused(json!({"name": "p", "type": "categorical", "pii": true,
+            "masking": "hmac", "masking_options": {"keep_last": 2}}))
+            .contains("keep_last does not apply")
+        );
     }
 }

@@ -24,6 +24,13 @@ impl Pseudonymizer for Keys {
     fn event_key(&self, _: &ModelName, id: &str) -> EventKey {
         EventKey([u8::try_from(id.len() % 256).unwrap(); 32])
     }
+    fn format_preserving(
+        &self,
+        _alphabet: custos_core::Ff1Alphabet,
+        _value: &str,
+    ) -> Option<String> {
+        None
+    }
 }
 
 fn schema() -> ModelSchema {

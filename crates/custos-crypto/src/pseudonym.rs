@@ -1,16 +1,19 @@
 //! Keyed pseudonyms for masking: the `custos_core::Pseudonymizer` implementation.
 //!
 //! Owns: [`HmacPseudonymizer`] — HMAC-SHA256 under two separate server secrets, one for PII field
-//! values and one for event-id index keys, each with its own domain prefix. Must not: use a plain
+//! values and one for event-id index keys, each with its own domain prefix — and, with a third
+//! secret, FF1 format-preserving encryption of the alphabet characters of a value (separators
+//! stay in place, one fixed tweak so equal values encrypt equally across models and fields). Must not: use a plain
 //! (unkeyed) hash — an SSN's SHA-256 is reversible by enumeration — or share one key between the
 //! two purposes, so that a pseudonym and an event key of the same string are unrelated. The keys
 //! come from the KEK-wrapped secrets store ([`crate::keys::unwrap_secret`]); this module never
 //! persists them.
 
+use crate::ff1::{Alphabet, Ff1Key};
 use crate::mac::MacKey;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use custos_core::{EventKey, ModelName, Pseudonymizer};
+use custos_core::{EventKey, Ff1Alphabet, ModelName, Pseudonymizer};
 use std::fmt;
 
 pub use crate::secret::SecretBytes;
@@ -22,6 +25,9 @@ const PSEUDONYM_PREFIX: &str = "hm_";
 /// 128 bits: collisions among even 2^40 distinct values are negligible (birthday bound 2^64),
 /// and the stored string stays short (22 characters after the prefix).
 const PSEUDONYM_BYTES: usize = 16;
+/// The FF1 tweak of every masked value: one per instance (the key is), not per field, so a card
+/// number encrypts the same in every model and still joins.
+const FF1_TWEAK: &[u8] = b"custos/ff1/v1";
 
 /// HMAC-SHA256 pseudonyms and event keys. Cheap to share (`Send + Sync`); each call clones a
 /// pre-keyed HMAC state instead of re-keying (LIMITS.md §7).
@@ -29,6 +35,14 @@ const PSEUDONYM_BYTES: usize = 16;
 pub struct HmacPseudonymizer {
     pii: MacKey,
     event: MacKey,
+    ff1: Option<FormatPreserving>,
+}
+
+#[derive(Clone)]
+struct FormatPreserving {
+    key: std::sync::Arc<Ff1Key>,
+    digits: Alphabet,
+    alphanumeric: Alphabet,
 }
 
 impl HmacPseudonymizer {
@@ -37,7 +51,24 @@ impl HmacPseudonymizer {
         Self {
             pii: MacKey::new(pii_key.expose()),
             event: MacKey::new(event_key.expose()),
+            ff1: None,
         }
+    }
+
+    /// Adds the FF1 key; without it `format_preserving` answers `None` (and masking redacts).
+    pub fn with_format_preserving_key(mut self, key: Ff1Key) -> Self {
+        let alphabets = (
+            Alphabet::new(Ff1Alphabet::Digits.chars()),
+            Alphabet::new(Ff1Alphabet::Alphanumeric.chars()),
+        );
+        if let (Ok(digits), Ok(alphanumeric)) = alphabets {
+            self.ff1 = Some(FormatPreserving {
+                key: std::sync::Arc::new(key),
+                digits,
+                alphanumeric,
+            });
+        }
+        self
     }
 }
 
@@ -60,6 +91,28 @@ impl Pseudonymizer for HmacPseudonymizer {
             b"\0",
             event_id.as_bytes(),
         ]))
+    }
+
+    /// FF1 (AES-256) of the alphabet characters, re-inserted where they were.
+    fn format_preserving(&self, alphabet: Ff1Alphabet, value: &str) -> Option<String> {
+        let fp = self.ff1.as_ref()?;
+        let table = match alphabet {
+            Ff1Alphabet::Digits => &fp.digits,
+            Ff1Alphabet::Alphanumeric => &fp.alphanumeric,
+        };
+        let numerals: String = value.chars().filter(|c| alphabet.contains(*c)).collect();
+        let encrypted = crate::ff1::encrypt(&fp.key, FF1_TWEAK, table, &numerals).ok()?;
+        let mut replacement = encrypted.chars();
+        value
+            .chars()
+            .map(|c| {
+                if alphabet.contains(c) {
+                    replacement.next()
+                } else {
+                    Some(c)
+                }
+            })
+            .collect()
     }
 }
 
@@ -142,5 +195,44 @@ mod tests {
         let a = HmacPseudonymizer::new(secret(0x61), secret(0x62));
         let shown = format!("{a:?}");
         assert!(!shown.contains("aaaa") && !shown.contains("97"), "{shown}");
+    }
+
+    #[test]
+    fn format_preserving_keeps_the_shape_and_reverses_with_the_key() {
+        let key = || crate::ff1::Ff1Key::from_slice(&[9; 32]).unwrap();
+        let p = HmacPseudonymizer::new(secret(1), secret(2)).with_format_preserving_key(key());
+        let card = "4111-1111-1111-1111";
+        let out = p.format_preserving(Ff1Alphabet::Digits, card).unwrap();
+        assert_eq!(out.len(), card.len());
+        assert_ne!(out, card);
+        for (a, b) in out.chars().zip(card.chars()) {
+            assert_eq!(a == '-', b == '-', "separators stay: {out}");
+            assert!(a == '-' || a.is_ascii_digit());
+        }
+        assert_eq!(
+            p.format_preserving(Ff1Alphabet::Digits, card).unwrap(),
+            out,
+            "deterministic"
+        );
+        let digits: String = out.chars().filter(char::is_ascii_digit).collect();
+        let alphabet = crate::ff1::Alphabet::digits();
+        let back = crate::ff1::decrypt(&key(), FF1_TWEAK, &alphabet, &digits).unwrap();
+        assert_eq!(back, "4111111111111111");
+        let other = HmacPseudonymizer::new(secret(1), secret(2))
+            .with_format_preserving_key(crate::ff1::Ff1Key::from_slice(&[8; 32]).unwrap());
+        assert_ne!(
+            other.format_preserving(Ff1Alphabet::Digits, card).unwrap(),
+            out
+        );
+        let id = p
+            .format_preserving(Ff1Alphabet::Alphanumeric, "AB12cd34")
+            .unwrap();
+        assert!(id.len() == 8 && id.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_eq!(
+            HmacPseudonymizer::new(secret(1), secret(2))
+                .format_preserving(Ff1Alphabet::Digits, card),
+            None,
+            "no key, no output (masking then redacts)"
+        );
     }
 }

@@ -116,6 +116,14 @@ pub struct IngestResponse {
     /// Rows skipped because the same event (event id and event time) was already ingested, so
     /// a client may safely retry a batch whose answer it never saw.
     pub duplicates: usize,
+    /// Findings of the model's PII detection (`mask`) replaced before storage, in this batch's
+    /// rows; the only trace of them that is kept. Absent when zero.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pii_redacted: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The answer to an accepted label batch. Labels may arrive before or after their predictions;

@@ -73,9 +73,12 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Directory for the embedded database, keys and the bootstrap secret.
     pub data_dir: PathBuf,
-    /// Allow plain HTTP on a non-loopback address. Off by default: monitoring data and
-    /// credentials must not cross a network unencrypted; terminate TLS in front if you set this.
-    pub allow_insecure_http: bool,
+    /// Serve plain HTTP on a non-loopback address, because a TLS-terminating proxy in front
+    /// does the encryption. Off by default (monitoring data and credentials must not cross a
+    /// network unencrypted; `[server.tls]` is the way); when set, every start logs a warning.
+    /// `allow_insecure_http` is the older name of this setting.
+    #[serde(alias = "allow_insecure_http")]
+    pub allow_plaintext_behind_proxy: bool,
     /// Idle lifetime of a web session, in minutes.
     pub session_idle_minutes: u32,
     /// Absolute lifetime of a web session, in hours.
@@ -91,7 +94,7 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8750)),
             data_dir: PathBuf::from("custos-data"),
-            allow_insecure_http: false,
+            allow_plaintext_behind_proxy: false,
             session_idle_minutes: 30,
             session_max_hours: 12,
             tls: None,

@@ -304,6 +304,7 @@ pub async fn ingest_predictions(
         }
     };
     let submitted = records.len();
+    let pii_redacted: u64 = records.iter().map(|r| u64::from(r.pii_redacted())).sum();
 
     // A concurrent request may index the same event between our look-up and our commit; the
     // store then refuses the whole commit and we look again. Twice is plenty in practice.
@@ -315,6 +316,7 @@ pub async fn ingest_predictions(
                 return Ok(IngestResponse {
                     accepted,
                     duplicates: submitted - accepted,
+                    pii_redacted,
                 });
             }
             Err(CommitError::Duplicate) if attempt < 3 => continue,
@@ -521,6 +523,9 @@ mod tests {
                 *slot = b;
             }
             EventKey(k)
+        }
+        fn format_preserving(&self, _: custos_core::Ff1Alphabet, _: &str) -> Option<String> {
+            None
         }
     }
 

@@ -21,6 +21,7 @@ const SECRET_EVENT_HMAC: &str = "event-hmac-key";
 const SECRET_TOKEN_PEPPER: &str = "token-pepper";
 const SECRET_AUDIT_HMAC: &str = "audit-hmac-key";
 const SECRET_OAUTH_SIGNING: &str = "oauth-signing-key";
+const SECRET_FF1: &str = "ff1-masking-key";
 
 /// Why keys could not be made ready.
 #[derive(Debug, thiserror::Error)]
@@ -98,13 +99,17 @@ impl KeyService {
     ) -> Result<Self, KeyError> {
         let pii = stored_secret(&store, &ring, SECRET_PII_HMAC).await?;
         let event = stored_secret(&store, &ring, SECRET_EVENT_HMAC).await?;
+        let ff1 = stored_secret(&store, &ring, SECRET_FF1).await?;
         let pepper = stored_secret(&store, &ring, SECRET_TOKEN_PEPPER).await?;
         let audit = stored_secret(&store, &ring, SECRET_AUDIT_HMAC).await?;
         let oauth_seed = stored_secret(&store, &ring, SECRET_OAUTH_SIGNING).await?;
         Ok(Self {
             oauth_seed,
             audit_hasher: AuditHasher::new(&audit),
-            pseudonymizer: HmacPseudonymizer::new(pii, event),
+            pseudonymizer: HmacPseudonymizer::new(pii, event).with_format_preserving_key(
+                custos_crypto::ff1::Ff1Key::from_slice(ff1.expose())
+                    .map_err(|e| KeyError::Inconsistent(e.to_string()))?,
+            ),
             token_hasher: TokenHasher::new(pepper),
             ring,
             store,

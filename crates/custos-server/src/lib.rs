@@ -325,7 +325,16 @@ impl App {
         let addr = listener
             .local_addr()
             .map_err(|e| StartError::Io(e.to_string()))?;
-        check_listen_address(addr, self.state.config.server.allow_insecure_http)?;
+        check_listen_address(addr, self.state.config.server.allow_plaintext_behind_proxy)?;
+        if !addr.ip().is_loopback() {
+            // Said at every start, so a proxy-less deployment cannot go unnoticed for long.
+            tracing::warn!(
+                %addr,
+                "serving plain HTTP on a non-loopback address because \
+                 server.allow_plaintext_behind_proxy is set: only safe behind a TLS-terminating \
+                 proxy on a trusted network; [server.tls] serves TLS directly"
+            );
+        }
         let state = self.state.clone();
         system_audit(
             &state,
@@ -359,13 +368,17 @@ impl App {
 
 /// Plain HTTP is only for loopback unless the operator says otherwise in writing. (A TLS
 /// listener, `[server.tls]`, may use any address and is not checked here.)
-pub fn check_listen_address(addr: SocketAddr, allow_insecure_http: bool) -> Result<(), StartError> {
-    if addr.ip().is_loopback() || allow_insecure_http {
+pub fn check_listen_address(
+    addr: SocketAddr,
+    allow_plaintext_behind_proxy: bool,
+) -> Result<(), StartError> {
+    if addr.ip().is_loopback() || allow_plaintext_behind_proxy {
         Ok(())
     } else {
         Err(StartError::Config(format!(
-            "refusing to serve plain HTTP on non-loopback address {addr}: put a TLS-terminating \
-             proxy in front and set server.allow_insecure_http = true, or listen on 127.0.0.1"
+            "refusing to serve plain HTTP on non-loopback address {addr}: configure [server.tls] \
+             (cert_file, key_file), or put a TLS-terminating proxy in front and set \
+             server.allow_plaintext_behind_proxy = true, or listen on 127.0.0.1"
         )))
     }
 }

@@ -133,6 +133,13 @@ impl Pseudonymizer for TestKeys {
     fn event_key(&self, _model: &ModelName, event_id: &str) -> EventKey {
         key_of(event_id)
     }
+    fn format_preserving(
+        &self,
+        _alphabet: custos_core::Ff1Alphabet,
+        _value: &str,
+    ) -> Option<String> {
+        None
+    }
 }
 
 /// An event as the index knows it: keyed id and event time.

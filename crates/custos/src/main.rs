@@ -144,7 +144,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listen = config.server.listen;
     // A TLS listener may use any address; only plain HTTP is held to loopback.
     if config.server.tls.is_none() {
-        custos_server::check_listen_address(listen, config.server.allow_insecure_http)?;
+        custos_server::check_listen_address(listen, config.server.allow_plaintext_behind_proxy)?;
     }
     let app = App::build(config, Arc::new(SystemClock)).await?;
     let listener = tokio::net::TcpListener::bind(listen)
