@@ -15,8 +15,9 @@
 //! sketches per feature); and realized performance over the same window only when it holds at
 //! most `max_performance_rows` predictions, since that reads rows back.
 //!
-//! Label cardinality is bounded: `model` labels name registered models only, at most
-//! `max_models` of them (ingest counters of further models are pooled under `(other)`);
+//! Label cardinality is bounded: `model` labels name registered models only — the results the
+//! first `max_models` models by name, the ingest counters the first `max_models` models that
+//! ingested since the start (further models are pooled under `(other)`);
 //! `feature` labels name declared, profiled features only, at most `max_features` per model;
 //! every other label (`kind`, `reason`, `budget`, `metric`) takes values from fixed sets.
 
@@ -369,21 +370,32 @@ async fn model_results(state: &AppState, name: &str) -> Result<ModelResults, Api
         .into_iter()
         .map(|(_, n)| n)
         .sum();
-    if predictions > 0 && predictions <= config.max_performance_rows {
-        let performance = crate::performance::performance(
+    // Performance reads the window's rows back: only small windows, and never more than a
+    // performance request may read.
+    let cap = config
+        .max_performance_rows
+        .min(state.config.limits.max_performance_rows as u64);
+    if predictions > 0 && predictions <= cap {
+        match crate::performance::performance(
             state,
             &entry,
             window,
             crate::drift::Chunking::None,
             None,
         )
-        .await?;
-        results.performance = performance
-            .overall
-            .realized
-            .as_ref()
-            .and_then(headline)
-            .map(|(metric, value)| (metric, value, performance.overall.labelled));
+        .await
+        {
+            Ok(performance) => {
+                results.performance = performance
+                    .overall
+                    .realized
+                    .as_ref()
+                    .and_then(headline)
+                    .map(|(metric, value)| (metric, value, performance.overall.labelled));
+            }
+            Err(e) if e.status().is_client_error() => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(results)
 }
