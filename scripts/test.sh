@@ -16,12 +16,27 @@ command -v pg_ctlcluster >/dev/null 2>&1 || need_apt+=(postgresql)
 # slapd per test in a temp dir on a free loopback port; the system instance is never used.
 command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ] || need_apt+=(slapd)
 command -v ldapmodify >/dev/null 2>&1 || need_apt+=(ldap-utils)
+# Prometheus for the scrape test (crates/custos-server/tests/prometheus.rs), which runs its own
+# prometheus process per test in a temp dir on a free loopback port; the packaged service is
+# never used (and is kept from starting during the install, below).
+command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ] || need_apt+=(prometheus)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing Debian packages: ${need_apt[*]}"
   apt-get update -qq
   # Tell slapd's postinst to create no database of its own (so no system slapd starts).
   echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  # No packaged service is needed (the tests start their own slapd and prometheus): forbid
+  # service starts for the install (policy-rc.d exit 101), unless the machine has its own policy.
+  own_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
+    own_policy=1
+  fi
+  install_rc=0
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null \
+    || install_rc=$?
+  if [ "$own_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+  [ "$install_rc" = 0 ] || exit "$install_rc"
 fi
 
 log "PostgreSQL on 127.0.0.1:5432"

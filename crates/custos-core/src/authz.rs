@@ -47,11 +47,15 @@ pub enum Action {
     /// Create local users, bind their roles and disable them (instance-level).
     #[serde(rename = "users:manage")]
     UsersManage,
+    /// Scrape the Prometheus endpoint (instance-level): server health and every registered
+    /// model's aggregate monitoring results, so it is granted on `*` only.
+    #[serde(rename = "metrics:read")]
+    MetricsRead,
 }
 
 impl Action {
     /// Every action, for exhaustive tests and documentation.
-    pub const ALL: [Action; 12] = [
+    pub const ALL: [Action; 13] = [
         Action::ModelsRead,
         Action::ModelsWrite,
         Action::PredictionsWrite,
@@ -64,6 +68,7 @@ impl Action {
         Action::TokensManage,
         Action::AuditRead,
         Action::UsersManage,
+        Action::MetricsRead,
     ];
 
     /// The action's wire name.
@@ -81,6 +86,7 @@ impl Action {
             Action::TokensManage => "tokens:manage",
             Action::AuditRead => "audit:read",
             Action::UsersManage => "users:manage",
+            Action::MetricsRead => "metrics:read",
         }
     }
 
@@ -93,7 +99,11 @@ impl Action {
     pub fn is_instance_level(self) -> bool {
         matches!(
             self,
-            Action::ModelsWrite | Action::TokensManage | Action::AuditRead | Action::UsersManage
+            Action::ModelsWrite
+                | Action::TokensManage
+                | Action::AuditRead
+                | Action::UsersManage
+                | Action::MetricsRead
         )
     }
 }
@@ -294,6 +304,9 @@ mod tests {
     #[test]
     fn instance_level_actions_need_star() {
         assert!(parse_grant("tokens:manage", "fraud").is_err());
+        // The endpoint reports on every model at once: a grant on one model would mean nothing.
+        assert!(parse_grant("metrics:read", "fraud").is_err());
+        assert!(parse_grant("metrics:read", "*").is_ok());
         assert!(parse_grant("nope", "*").is_err());
         assert!(parse_grant("drift:read", "bad name").is_err());
         for action in Action::ALL {

@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 pub enum BuiltinRole {
     /// Manages users and their role bindings; reads the model list and the audit log.
     Admin,
-    /// Operates models: registration, ingestion, monitors, references, tokens, every read.
+    /// Operates models: registration, ingestion, monitors, references, tokens, every read, and
+    /// the Prometheus scrape of the server's health and results.
     Sre,
     /// Reads profiles, drift and performance and tunes the monitors of its models.
     DataScientist,
@@ -44,6 +45,9 @@ const SRE: &[Action] = &[
     Action::ReferencesWrite,
     Action::TokensManage,
     Action::AuditRead,
+    // Operating the server includes watching it: the scrape is the SRE's, not the admin's,
+    // whose job is access and who is given no monitoring results.
+    Action::MetricsRead,
 ];
 const DATA_SCIENTIST: &[Action] = &[
     Action::ModelsRead,
@@ -246,6 +250,7 @@ mod tests {
                 "references:write",
                 "tokens:manage",
                 "audit:read",
+                "metrics:read",
             ],
         ),
         (
@@ -349,6 +354,18 @@ mod tests {
         assert!(!admin.allows(Action::ProfilesRead, Some(&m("fraud-v3"))));
         assert!(!admin.allows(Action::MonitorsWrite, Some(&m("fraud-v3"))));
         assert!(!admin.allows(Action::PredictionsWrite, Some(&m("fraud-v3"))));
+        assert!(!admin.allows(Action::MetricsRead, None));
+        for role in BuiltinRole::ALL {
+            let p = user(&[RoleBinding {
+                role,
+                model: ModelScope::Any,
+            }]);
+            assert_eq!(
+                p.allows(Action::MetricsRead, None),
+                role == BuiltinRole::Sre,
+                "only sre scrapes metrics"
+            );
+        }
         let analyst = user(&[RoleBinding::parse("analyst", "*").unwrap()]);
         assert!(!analyst.allows(Action::ProfilesRead, Some(&m("fraud-v3"))));
         assert!(analyst.allows(Action::DriftRead, Some(&m("fraud-v3"))));

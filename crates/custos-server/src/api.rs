@@ -7,6 +7,7 @@ use crate::context::RequestContext;
 use crate::drift::{self, Chunking, ReferenceSpec};
 use crate::error::ApiError;
 use crate::ingest::{self, BodyFormat};
+use crate::metrics::IngestKind;
 use crate::query;
 use crate::reference;
 use crate::state::AppState;
@@ -230,12 +231,17 @@ pub async fn post_predictions(
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<IngestResponse>, ApiError> {
-    let raw = body(raw, state.config.limits.max_body_bytes)?;
-    let format = body_format(&headers)?;
-    let entry = state.model(&model_name(&model)?).await?;
-    ingest::ingest_predictions(&state, entry, raw, format)
-        .await
-        .map(Json)
+    let answer = async {
+        let raw = body(raw, state.config.limits.max_body_bytes)?;
+        let format = body_format(&headers)?;
+        let entry = state.model(&model_name(&model)?).await?;
+        ingest::ingest_predictions(&state, entry, raw, format).await
+    }
+    .await;
+    if let Err(e) = &answer {
+        state.telemetry.rejected(IngestKind::Predictions, e);
+    }
+    answer.map(Json)
 }
 
 /// Ingests ground-truth labels (`{"event_id": "e1", "label": 1}`, one object or an array).
@@ -248,12 +254,17 @@ pub async fn post_labels(
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<LabelResponse>, ApiError> {
-    let raw = body(raw, state.config.limits.max_body_bytes)?;
-    let format = body_format(&headers)?;
-    let entry = state.model(&model_name(&model)?).await?;
-    ingest::ingest_labels(&state, entry, raw, format)
-        .await
-        .map(Json)
+    let answer = async {
+        let raw = body(raw, state.config.limits.max_body_bytes)?;
+        let format = body_format(&headers)?;
+        let entry = state.model(&model_name(&model)?).await?;
+        ingest::ingest_labels(&state, entry, raw, format).await
+    }
+    .await;
+    if let Err(e) = &answer {
+        state.telemetry.rejected(IngestKind::Labels, e);
+    }
+    answer.map(Json)
 }
 
 /// An optional time range; defaults are per endpoint.

@@ -57,6 +57,8 @@ pub struct Config {
     pub tokens: crate::tokens_api::TokensConfig,
     /// OAuth access tokens: lifetime, issuer, trusted identity providers.
     pub oauth: crate::oauth::OauthConfig,
+    /// The Prometheus endpoint's cached monitoring results (`[metrics]`).
+    pub metrics: crate::metrics::MetricsConfig,
     /// Sign-in through an LDAP directory (`[ldap]`); off when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ldap: Option<crate::ldap::LdapConfig>,
@@ -420,6 +422,7 @@ fn check(config: &Config) -> Result<(), ConfigError> {
     a.sinks
         .validate()
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    config.metrics.check().map_err(ConfigError::Invalid)?;
     let d = &config.drift;
     if !(d.psi_threshold > 0.0
         && d.jensen_shannon_threshold > 0.0

@@ -158,6 +158,11 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// The stable error code (counted by reason on `/metrics`).
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
 }
 
 impl From<custos_store::StoreError> for ApiError {

@@ -8,6 +8,7 @@
 //! the blocking pool so they cannot stall the async workers that serve other requests.
 
 use crate::error::ApiError;
+use crate::metrics::IngestKind;
 use crate::state::{AppState, ModelEntry};
 use custos_core::monitoring::stats_kind;
 use custos_core::{
@@ -170,6 +171,10 @@ async fn count_rejections(state: &AppState, model: &ModelEntry, errors: &[RowErr
             *counts.entry(field).or_default() += 1;
         }
     }
+    let rows: HashSet<usize> = errors.iter().map(|e| e.row).collect();
+    state
+        .telemetry
+        .invalid_rows(model.schema.name(), rows.len() as u64);
     let counts: Vec<(String, u64)> = counts
         .into_iter()
         .map(|(field, n)| (field.to_owned(), n))
@@ -313,6 +318,12 @@ pub async fn ingest_predictions(
         attempt += 1;
         match commit_new_records(state, &model, &records).await {
             Ok(accepted) => {
+                state.telemetry.ingested(
+                    model.schema.name(),
+                    IngestKind::Predictions,
+                    accepted as u64,
+                    (submitted - accepted) as u64,
+                );
                 return Ok(IngestResponse {
                     accepted,
                     duplicates: submitted - accepted,
@@ -383,7 +394,10 @@ async fn commit_new_records(
         let commit = blocking(move || build_commit(&entry, partition, &records, &data_key)).await?;
         commits.push(commit);
     }
-    match state.store.commit_ingest(commits).await {
+    let started = std::time::Instant::now();
+    let committed = state.store.commit_ingest(commits).await;
+    state.telemetry.observe_commit(started.elapsed());
+    match committed {
         Ok(_) => Ok(accepted),
         Err(StoreError::DuplicateEvent) => Err(CommitError::Duplicate),
         Err(e) => Err(ApiError::from(e).into()),
@@ -467,6 +481,10 @@ pub async fn ingest_labels(
         }
     }
     if !errors.is_empty() {
+        let rows: HashSet<usize> = errors.iter().map(|e| e.row).collect();
+        state
+            .telemetry
+            .invalid_rows(model.schema.name(), rows.len() as u64);
         return Err(ApiError::invalid_rows(errors));
     }
     // Labels are sealed under the data key of the day they arrive: their events' days are not
@@ -502,6 +520,9 @@ pub async fn ingest_labels(
         .store
         .upsert_labels(model.id, &sealed, state.clock.now())
         .await?;
+    state
+        .telemetry
+        .ingested(model.schema.name(), IngestKind::Labels, outcome.stored, 0);
     Ok(LabelResponse {
         stored: outcome.stored,
     })

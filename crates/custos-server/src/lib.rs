@@ -23,6 +23,7 @@ pub mod keys;
 pub mod ldap;
 pub mod limits;
 pub mod local_users;
+pub mod metrics;
 pub mod oauth;
 pub mod oidc;
 pub mod passwords;
@@ -94,6 +95,7 @@ pub fn router(state: AppState) -> Router {
     let limits = &state.config.limits;
     Router::new()
         .route("/healthz", get(api::healthz))
+        .route("/metrics", get(metrics::scrape))
         .route("/oauth/token", post(oauth::token))
         .route("/oauth/jwks", get(oauth::jwks))
         .route("/api/v1/openapi.json", get(api::openapi))
@@ -344,6 +346,7 @@ impl App {
         .await?;
         let jobs = jobs::spawn(state.clone());
         let audit_job = audit_log::spawn(state.clone());
+        let metrics_job = metrics::spawn(state.clone());
         let app = router(state.clone());
         let result = axum::serve(
             listener,
@@ -354,6 +357,7 @@ impl App {
         .map_err(|e| StartError::Io(e.to_string()));
         jobs.abort();
         audit_job.abort();
+        metrics_job.abort();
         if let Err(e) = system_audit(&state, "server.stop", serde_json::json!({})).await {
             tracing::error!(error = %e, "could not record the stop");
         }

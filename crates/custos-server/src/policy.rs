@@ -34,6 +34,8 @@ use Requirement::{Authenticated as Auth, Public, SignedIn};
 /// The table: method, route template, requirement.
 pub const POLICY: &[(&str, &str, Requirement)] = &[
     ("GET", "/healthz", Public),
+    // Server health and every model's aggregate results: an instance-level read.
+    ("GET", "/metrics", Auth(Action::MetricsRead, NoModel)),
     // The token endpoint authenticates its client itself (client credentials), throttled and
     // audited like every credential check; the JWKS is public key material.
     ("POST", "/oauth/token", Public),

@@ -54,6 +54,8 @@ pub struct AppState {
     pub ingest_admission: Arc<Semaphore>,
     /// Ingest requests processed at once.
     pub ingest_workers: Arc<Semaphore>,
+    /// Counters of the ingest path and the cached monitoring results, for `/metrics`.
+    pub telemetry: Arc<crate::metrics::Telemetry>,
     models: Arc<RwLock<HashMap<String, Arc<ModelEntry>>>>,
     token_touches: Arc<Mutex<HashMap<String, Instant>>>,
 }
@@ -70,6 +72,7 @@ impl AppState {
             oidc: None,
             ingest_admission: Arc::new(Semaphore::new(limits.max_concurrent_ingest * 2)),
             ingest_workers: Arc::new(Semaphore::new(limits.max_concurrent_ingest)),
+            telemetry: Arc::new(crate::metrics::Telemetry::new(&config.metrics)),
             rate_limits: Arc::new(crate::limits::RateLimiter::new(limits)),
             sessions: Arc::new(Sessions::new(
                 config.server.session_idle_minutes,

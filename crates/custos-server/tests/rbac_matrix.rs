@@ -832,6 +832,7 @@ const RESOURCES: &[&str] = &[
     "API tokens",
     "audit log",
     "users",
+    "metrics",
 ];
 
 /// Which resource a route reads or writes; `None` for signing out, which is not a resource.
@@ -849,6 +850,8 @@ fn resource_of(method: &str, route: &str) -> Option<(&'static str, Access)> {
         "users"
     } else if route.starts_with("/api/v1/tokens") {
         "API tokens"
+    } else if route == "/metrics" {
+        "metrics"
     } else if route.starts_with("/api/v1/audit") || route.starts_with("/ui/audit") {
         "audit log"
     } else if route.ends_with("/predictions") {
