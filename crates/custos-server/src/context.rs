@@ -41,6 +41,15 @@ pub fn random_id() -> String {
     hex::encode(bytes)
 }
 
+/// 128 random bits, hex, for values that *protect* (session ids, CSRF tokens): `None` when the
+/// OS gives no randomness, so the caller fails the request instead of handing out a guessable
+/// value.
+pub fn secret_id() -> Option<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).ok()?;
+    Some(hex::encode(bytes))
+}
+
 fn clean_user_agent(raw: &HeaderValue) -> Option<String> {
     let text = raw.to_str().ok()?;
     Some(text.chars().filter(|c| !c.is_control()).take(200).collect())

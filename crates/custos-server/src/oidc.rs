@@ -919,7 +919,9 @@ pub async fn callback(
             if let Err(e) = state.store.append_audit(&event).await {
                 return ApiError::from(e).into_response();
             }
-            let session = state.sessions.create(principal, state.clock.now());
+            let Some(session) = state.sessions.create(principal, state.clock.now()) else {
+                return ApiError::internal("no randomness for a session id").into_response();
+            };
             signed_in_page(&session)
         }
         Err((refusal, subject)) => {

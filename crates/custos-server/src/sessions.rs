@@ -48,9 +48,10 @@ impl Sessions {
         }
     }
 
-    /// Opens a session and returns its id.
-    pub fn create(&self, principal: Principal, now: DateTime<Utc>) -> String {
-        let id = crate::context::random_id();
+    /// Opens a session and returns its id; `None` (and no session) when the OS gives no
+    /// randomness for the id.
+    pub fn create(&self, principal: Principal, now: DateTime<Utc>) -> Option<String> {
+        let id = crate::context::secret_id()?;
         if let Ok(mut table) = self.table.lock() {
             if table.len() >= MAX_SESSIONS {
                 let (idle, absolute) = (self.idle, self.absolute);
@@ -75,7 +76,7 @@ impl Sessions {
                 },
             );
         }
-        id
+        Some(id)
     }
 
     /// The principal of a live session, refreshing its idle timer.
@@ -120,6 +121,7 @@ impl Sessions {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -127,7 +129,7 @@ mod tests {
     fn timeouts_and_logout() {
         let s = Sessions::new(30, 12);
         let t0 = Utc::now();
-        let id = s.create(Principal::Bootstrap, t0);
+        let id = s.create(Principal::Bootstrap, t0).unwrap();
         assert_eq!(id.len(), 32);
         assert!(s.get(&id, t0 + Duration::minutes(29)).is_some());
         assert!(s.get(&id, t0 + Duration::minutes(58)).is_some());
@@ -135,7 +137,7 @@ mod tests {
             s.get(&id, t0 + Duration::minutes(89)).is_none(),
             "idle timeout"
         );
-        let id = s.create(Principal::Bootstrap, t0);
+        let id = s.create(Principal::Bootstrap, t0).unwrap();
         let mut t = t0;
         for _ in 0..30 {
             t += Duration::minutes(25);
@@ -147,7 +149,7 @@ mod tests {
             t - t0 <= Duration::hours(12) + Duration::minutes(25),
             "absolute timeout"
         );
-        let id = s.create(Principal::Bootstrap, t0);
+        let id = s.create(Principal::Bootstrap, t0).unwrap();
         s.remove(&id);
         assert!(s.get(&id, t0).is_none());
         let user = Principal::User {
@@ -155,8 +157,11 @@ mod tests {
             name: "ada".into(),
             grants: Vec::new(),
         };
-        let (a, b) = (s.create(user.clone(), t0), s.create(user, t0));
-        let admin = s.create(Principal::Bootstrap, t0);
+        let (a, b) = (
+            s.create(user.clone(), t0).unwrap(),
+            s.create(user, t0).unwrap(),
+        );
+        let admin = s.create(Principal::Bootstrap, t0).unwrap();
         s.end_all_for("user:u1");
         assert!(s.get(&a, t0).is_none() && s.get(&b, t0).is_none());
         assert!(s.get(&admin, t0).is_some());

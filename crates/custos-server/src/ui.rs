@@ -98,7 +98,9 @@ fn login_form(
     status: StatusCode,
     reuse: Option<&str>,
 ) -> Response {
-    let csrf = reuse.map_or_else(crate::context::random_id, str::to_owned);
+    let Some(csrf) = reuse.map(str::to_owned).or_else(crate::context::secret_id) else {
+        return ApiError::internal("no randomness for a CSRF token").into_response();
+    };
     let sso = state.oidc.as_ref().map(|o| o.display_name().to_owned());
     let markup = page(
         "Sign in",
@@ -176,7 +178,9 @@ pub async fn login(
     };
     match attempt {
         Ok(principal) => {
-            let session = state.sessions.create(principal, state.clock.now());
+            let Some(session) = state.sessions.create(principal, state.clock.now()) else {
+                return ApiError::internal("no randomness for a session id").into_response();
+            };
             let mut response = Redirect::to("/ui").into_response();
             if let Ok(v) = HeaderValue::from_str(&session_cookie(&session)) {
                 response.headers_mut().append(header::SET_COOKIE, v);
@@ -245,7 +249,9 @@ pub async fn logout(
 /// Pages that carry forms need a CSRF cookie; reuse the one the browser has or mint one.
 pub(crate) fn with_csrf(headers: &HeaderMap, render: impl FnOnce(&str) -> Markup) -> Response {
     let existing = cookie(headers, CSRF_COOKIE).map(str::to_owned);
-    let token = existing.clone().unwrap_or_else(crate::context::random_id);
+    let Some(token) = existing.clone().or_else(crate::context::secret_id) else {
+        return ApiError::internal("no randomness for a CSRF token").into_response();
+    };
     let mut response = Html(render(&token).into_string()).into_response();
     if existing.is_none()
         && let Ok(v) = HeaderValue::from_str(&csrf_cookie(&token))
