@@ -464,6 +464,23 @@ fn check(config: &Config) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// A secret file's content as text, without the trailing newline editors add; `None` when it is
+/// not UTF-8.
+pub fn secret_from_bytes(bytes: &[u8]) -> Option<zeroize::Zeroizing<String>> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    Some(zeroize::Zeroizing::new(
+        text.trim_end_matches(['\n', '\r']).to_owned(),
+    ))
+}
+
+/// Reads a secret file named by the setting `setting` (for the message), at start.
+pub fn read_secret_file(path: &Path, setting: &str) -> Result<zeroize::Zeroizing<String>, String> {
+    let bytes = zeroize::Zeroizing::new(
+        std::fs::read(path).map_err(|e| format!("{setting} {}: {}", path.display(), e.kind()))?,
+    );
+    secret_from_bytes(&bytes).ok_or_else(|| format!("{setting} {} is not UTF-8", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -680,24 +680,12 @@ async fn read_secret_file(path: &Path) -> Result<Zeroizing<String>, Refusal> {
             .await
             .map_err(|_| directory_error("cannot read bind_password_file", None))?,
     );
-    secret_from_bytes(&bytes)
+    crate::config::secret_from_bytes(&bytes)
         .ok_or_else(|| directory_error("bind_password_file is not UTF-8", None))
 }
 
 fn read_secret_file_blocking(path: &Path) -> Result<Zeroizing<String>, String> {
-    let bytes = Zeroizing::new(
-        std::fs::read(path)
-            .map_err(|e| format!("ldap.bind_password_file {}: {}", path.display(), e.kind()))?,
-    );
-    secret_from_bytes(&bytes)
-        .ok_or_else(|| format!("ldap.bind_password_file {} is not UTF-8", path.display()))
-}
-
-fn secret_from_bytes(bytes: &[u8]) -> Option<Zeroizing<String>> {
-    let text = std::str::from_utf8(bytes).ok()?;
-    Some(Zeroizing::new(
-        text.trim_end_matches(['\n', '\r']).to_owned(),
-    ))
+    crate::config::read_secret_file(path, "ldap.bind_password_file")
 }
 
 #[cfg(test)]

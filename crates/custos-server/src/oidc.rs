@@ -203,7 +203,8 @@ impl OidcConfig {
                 .filter(|certs| !certs.is_empty())
                 .ok_or_else(|| format!("oidc.ca_file {}: no PEM certificate", path.display()))?;
         }
-        let secret = read_secret_blocking(&self.client_secret_file)?;
+        let secret =
+            crate::config::read_secret_file(&self.client_secret_file, "oidc.client_secret_file")?;
         if secret.is_empty() {
             return Err(format!(
                 "oidc.client_secret_file {} is empty",
@@ -238,22 +239,6 @@ impl OidcConfig {
             _ => Err("must be an https:// URL"),
         }
     }
-}
-
-fn read_secret_blocking(path: &std::path::Path) -> Result<Zeroizing<String>, String> {
-    let bytes = Zeroizing::new(
-        std::fs::read(path)
-            .map_err(|e| format!("oidc.client_secret_file {}: {}", path.display(), e.kind()))?,
-    );
-    secret_from_bytes(&bytes)
-        .ok_or_else(|| format!("oidc.client_secret_file {} is not UTF-8", path.display()))
-}
-
-fn secret_from_bytes(bytes: &[u8]) -> Option<Zeroizing<String>> {
-    let text = std::str::from_utf8(bytes).ok()?;
-    Some(Zeroizing::new(
-        text.trim_end_matches(['\n', '\r']).to_owned(),
-    ))
 }
 
 /// A sign-in between `start` and `callback`.
@@ -668,7 +653,7 @@ impl OidcClient {
             .await
             .ok()
             .map(Zeroizing::new)
-            .and_then(|bytes| secret_from_bytes(&bytes))
+            .and_then(|bytes| crate::config::secret_from_bytes(&bytes))
             .ok_or_else(|| {
                 provider_failure("cannot read client_secret_file", Refusal::TokenExchange)
             })?;
@@ -787,24 +772,39 @@ fn binding_cookie(value: &str, max_age: i64) -> String {
     )
 }
 
-/// `GET /ui/oidc/start`: redirects to the provider with a fresh state, nonce and PKCE challenge.
-pub async fn start(
-    State(state): State<AppState>,
-    Extension(ctx): Extension<RequestContext>,
-) -> Response {
+/// The OpenID client, when single sign-on is configured and the address is not throttled for
+/// failed sign-ins; otherwise the answer (404, or the sign-in page with 429).
+fn admitted(
+    state: &AppState,
+    ctx: &RequestContext,
+) -> Result<std::sync::Arc<OidcClient>, Box<Response>> {
     let Some(client) = state.oidc.clone() else {
-        return ApiError::not_found("single sign-on").into_response();
+        return Err(Box::new(
+            ApiError::not_found("single sign-on").into_response(),
+        ));
     };
     if state
         .failures
         .blocked(ctx.client_ip, state.config.limits.auth_failures_per_minute)
     {
-        return crate::ui::login_refused(
-            &state,
+        return Err(Box::new(crate::ui::login_refused(
+            state,
             "Too many failed attempts; wait a minute.",
             StatusCode::TOO_MANY_REQUESTS,
-        );
+        )));
     }
+    Ok(client)
+}
+
+/// `GET /ui/oidc/start`: redirects to the provider with a fresh state, nonce and PKCE challenge.
+pub async fn start(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+) -> Response {
+    let client = match admitted(&state, &ctx) {
+        Ok(client) => client,
+        Err(refused) => return *refused,
+    };
     let Some(info) = client.provider(false).await else {
         return crate::ui::login_refused(
             &state,
@@ -876,19 +876,10 @@ pub async fn callback(
     headers: HeaderMap,
     Query(query): Query<CallbackQuery>,
 ) -> Response {
-    let Some(client) = state.oidc.clone() else {
-        return ApiError::not_found("single sign-on").into_response();
+    let client = match admitted(&state, &ctx) {
+        Ok(client) => client,
+        Err(refused) => return *refused,
     };
-    if state
-        .failures
-        .blocked(ctx.client_ip, state.config.limits.auth_failures_per_minute)
-    {
-        return crate::ui::login_refused(
-            &state,
-            "Too many failed attempts; wait a minute.",
-            StatusCode::TOO_MANY_REQUESTS,
-        );
-    }
     let outcome = decide(&state, &client, &headers, &query).await;
     match outcome {
         Ok((person, bindings, matched)) => {
