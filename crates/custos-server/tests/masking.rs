@@ -58,12 +58,6 @@ fn rows(n: usize) -> Vec<Value> {
         .collect()
 }
 
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w == needle.as_bytes())
-}
-
 const WINDOW: &str = "start=2026-11-20T00:00:00Z&end=2026-11-20T01:00:00Z";
 
 #[tokio::test]
@@ -166,30 +160,10 @@ async fn every_masking_kind_hides_the_original_before_storage() {
         assert!(!r.body.to_string().contains("4111-11"));
         s.stop().await;
 
-        let mut scanned = 0;
-        let originals = [CARD, PHONE, POSTCODE, "1990-05-17", "7946 0958"];
-        match backend {
-            Backend::Sqlite => {
-                for entry in std::fs::read_dir(site.data_dir()).unwrap() {
-                    let path = entry.unwrap().path();
-                    if path.is_file() {
-                        let bytes = std::fs::read(&path).unwrap();
-                        scanned += bytes.len();
-                        for original in originals {
-                            assert!(!contains(&bytes, original), "{original} in {path:?}");
-                        }
-                    }
-                }
-            }
-            Backend::Postgres => {
-                let dump = site.pg.as_ref().unwrap().dump();
-                scanned = dump.len();
-                for original in originals {
-                    assert!(!contains(&dump, original), "{original} in pg_dump");
-                }
-            }
-        }
-        assert!(scanned > 10_000, "{backend:?}: scanned {scanned} bytes");
+        common::assert_absent_from_store(
+            &site,
+            &[CARD, PHONE, POSTCODE, "1990-05-17", "7946 0958"],
+        );
     }
 }
 
@@ -257,25 +231,6 @@ async fn pii_detection_masks_or_refuses_personal_data_in_undeclared_fields() {
         let audit = audit.body.to_string();
         assert!(!audit.contains(email) && !audit.contains(card), "audit log");
         s.stop().await;
-        let needles = [email, card, "jane.canary"];
-        match backend {
-            Backend::Sqlite => {
-                for entry in std::fs::read_dir(site.data_dir()).unwrap() {
-                    let path = entry.unwrap().path();
-                    if path.is_file() {
-                        let bytes = std::fs::read(&path).unwrap();
-                        for needle in needles {
-                            assert!(!contains(&bytes, needle), "{needle} in {path:?}");
-                        }
-                    }
-                }
-            }
-            Backend::Postgres => {
-                let dump = site.pg.as_ref().unwrap().dump();
-                for needle in needles {
-                    assert!(!contains(&dump, needle), "{needle} in pg_dump");
-                }
-            }
-        }
+        common::assert_absent_from_store(&site, &[email, card, "jane.canary"]);
     }
 }

@@ -404,3 +404,47 @@ impl FormBrowser {
         answer.session.expect("a session cookie")
     }
 }
+
+/// Whether `needle` occurs in `haystack`.
+pub fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+/// Fails the test if any needle occurs in what the store keeps: every file of the data directory
+/// (SQLite, keys and the WAL included) or a `pg_dump` of the database (PostgreSQL). Checks that
+/// more than 10,000 bytes were read, so an empty scan cannot pass.
+pub fn assert_absent_from_store(site: &Site, needles: &[&str]) {
+    let mut scanned = 0;
+    match &site.pg {
+        None => {
+            for entry in std::fs::read_dir(site.data_dir()).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_file() {
+                    let bytes = std::fs::read(&path).unwrap();
+                    scanned += bytes.len();
+                    for needle in needles {
+                        assert!(
+                            !contains(&bytes, needle),
+                            "{needle} found in {}",
+                            path.display()
+                        );
+                    }
+                }
+            }
+        }
+        Some(pg) => {
+            let dump = pg.dump();
+            scanned = dump.len();
+            assert!(
+                contains(&dump, "CREATE TABLE public.batches"),
+                "the dump holds the tables"
+            );
+            for needle in needles {
+                assert!(!contains(&dump, needle), "{needle} found in pg_dump");
+            }
+        }
+    }
+    assert!(scanned > 10_000, "scanned only {scanned} bytes");
+}
