@@ -481,6 +481,21 @@ pub fn read_secret_file(path: &Path, setting: &str) -> Result<zeroize::Zeroizing
     secret_from_bytes(&bytes).ok_or_else(|| format!("{setting} {} is not UTF-8", path.display()))
 }
 
+/// The documented example of section `[name]` in docs/CONFIGURATION.md, as the body of that
+/// section (its sub-tables renamed to be relative), for tests that parse and check it.
+#[cfg(test)]
+pub(crate) fn documented_section(name: &str) -> String {
+    let doc = include_str!("../../../docs/CONFIGURATION.md");
+    let opening = format!("```toml\n[{name}]\n");
+    let start = doc
+        .find(&opening)
+        .map(|at| at + opening.len())
+        .unwrap_or_else(|| panic!("docs/CONFIGURATION.md has no [{name}] example"));
+    let block = &doc[start..];
+    let block = &block[..block.find("```").unwrap_or(block.len())];
+    block.replace(&format!("[{name}."), "[")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

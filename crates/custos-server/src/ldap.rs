@@ -944,13 +944,7 @@ mod tests {
 
     #[test]
     fn the_documented_example_is_valid() {
-        let doc = include_str!("../../../docs/CONFIGURATION.md");
-        let start = doc.find("```toml\n[ldap]\n").expect("an [ldap] example") + 8;
-        let block = &doc[start..];
-        let block = &block[..block.find("```").unwrap()];
-        let section = block
-            .replace("[ldap]\n", "")
-            .replace("[ldap.group_roles]", "[group_roles]");
+        let section = crate::config::documented_section("ldap");
         let c: LdapConfig = toml::from_str(&section).unwrap();
         assert_eq!(c.check(), Ok(()));
         assert_eq!(c.group_roles.len(), 2);

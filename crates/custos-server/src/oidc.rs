@@ -1315,13 +1315,7 @@ mod tests {
 
     #[test]
     fn the_documented_example_is_valid() {
-        let doc = include_str!("../../../docs/CONFIGURATION.md");
-        let start = doc.find("```toml\n[oidc]\n").expect("an [oidc] example") + 8;
-        let block = &doc[start..];
-        let block = &block[..block.find("```").unwrap()];
-        let section = block
-            .replace("[oidc]\n", "")
-            .replace("[oidc.group_roles]", "[group_roles]");
+        let section = crate::config::documented_section("oidc");
         let c: OidcConfig = toml::from_str(&section).unwrap();
         assert_eq!(c.check(), Ok(()));
         assert_eq!(c.group_roles.len(), 2);

@@ -58,14 +58,6 @@ fn need(name: &str) -> PathBuf {
     })
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A self-signed end-entity certificate for 127.0.0.1 (`CA:FALSE`: rustls refuses a CA
 /// certificate as a server's own), which is also the client's trust anchor.
 fn make_cert(dir: &Path, stem: &str) -> (PathBuf, PathBuf) {
@@ -137,7 +129,7 @@ impl Slapd {
             let d = dir.path();
             std::fs::create_dir(d.join("data")).unwrap();
             let (cert, key) = make_cert(d, "cert");
-            let (port, ldaps_port) = (free_port(), free_port());
+            let (port, ldaps_port) = (common::free_port(), common::free_port());
             let conf = format!(
                 "include /etc/ldap/schema/core.schema\n\
                  include /etc/ldap/schema/cosine.schema\n\

@@ -34,14 +34,6 @@ fn provider_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/oidc")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A throwaway OpenID provider; killed by its PID when dropped.
 struct Idp {
     child: Child,
@@ -61,7 +53,7 @@ impl Idp {
         let users_file = tmp.path().join("users.json");
         let mut last = String::new();
         for _ in 0..5 {
-            let port = free_port();
+            let port = common::free_port();
             let log = tmp.path().join(format!("idp-{port}.log"));
             let mut child = Command::new("node")
                 .arg(dir.join("provider.mjs"))

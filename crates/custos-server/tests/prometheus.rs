@@ -264,14 +264,6 @@ fn prometheus_binary() -> PathBuf {
         })
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A Prometheus process with its own configuration and storage in a temp dir; killed (by its
 /// PID) when dropped.
 struct Prometheus {
@@ -288,7 +280,7 @@ impl Prometheus {
         std::fs::write(&token_file, token).unwrap();
         let config = dir.path().join("prometheus.yml");
         std::fs::write(&config, config_yaml(target, &token_file)).unwrap();
-        let port = free_port();
+        let port = common::free_port();
         let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
         let child = Command::new(prometheus_binary())
             .arg(format!("--config.file={}", config.display()))

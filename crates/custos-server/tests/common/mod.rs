@@ -448,3 +448,12 @@ pub fn assert_absent_from_store(site: &Site, needles: &[&str]) {
     }
     assert!(scanned > 10_000, "scanned only {scanned} bytes");
 }
+
+/// A loopback port nobody listens on right now (a service started on it may still lose a race).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
