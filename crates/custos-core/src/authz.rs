@@ -51,11 +51,21 @@ pub enum Action {
     /// model's aggregate monitoring results, so it is granted on `*` only.
     #[serde(rename = "metrics:read")]
     MetricsRead,
+    /// See a model's alerts: their states, history and silences.
+    #[serde(rename = "alerts:read")]
+    AlertsRead,
+    /// Change a model's alert rules, acknowledge its alerts and silence them (a CI/CD pipeline
+    /// may hold only this, on one model).
+    #[serde(rename = "alerts:write")]
+    AlertsWrite,
+    /// Create, change and delete notification channels, and see deliveries (instance-level).
+    #[serde(rename = "channels:manage")]
+    ChannelsManage,
 }
 
 impl Action {
     /// Every action, for exhaustive tests and documentation.
-    pub const ALL: [Action; 13] = [
+    pub const ALL: [Action; 16] = [
         Action::ModelsRead,
         Action::ModelsWrite,
         Action::PredictionsWrite,
@@ -69,6 +79,9 @@ impl Action {
         Action::AuditRead,
         Action::UsersManage,
         Action::MetricsRead,
+        Action::AlertsRead,
+        Action::AlertsWrite,
+        Action::ChannelsManage,
     ];
 
     /// The action's wire name.
@@ -87,6 +100,9 @@ impl Action {
             Action::AuditRead => "audit:read",
             Action::UsersManage => "users:manage",
             Action::MetricsRead => "metrics:read",
+            Action::AlertsRead => "alerts:read",
+            Action::AlertsWrite => "alerts:write",
+            Action::ChannelsManage => "channels:manage",
         }
     }
 
@@ -104,6 +120,7 @@ impl Action {
                 | Action::AuditRead
                 | Action::UsersManage
                 | Action::MetricsRead
+                | Action::ChannelsManage
         )
     }
 }

@@ -679,6 +679,7 @@ pub fn monitoring_weakenings(
             ),
         ));
     }
+    alert_weakenings(&before.alerts, &after.alerts, &mut out);
     let segments: BTreeSet<&str> = ap.segment_by.iter().map(|n| n.as_str()).collect();
     let dropped: BTreeSet<&str> = bp
         .segment_by
@@ -864,6 +865,44 @@ impl FromStr for ConfigKind {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::parse(s)
+    }
+}
+
+/// Alert rules: removing one, or changing what it watches, its threshold, `for`, or severity,
+/// weakens (a rule can only be proven stronger in a few cases, and a missed weakening silences
+/// an alert); adding one, or changing only its labels and annotations, does not.
+fn alert_weakenings(
+    before: &[crate::alerts::AlertRule],
+    after: &[crate::alerts::AlertRule],
+    out: &mut Vec<Weakening>,
+) {
+    for (index, old) in before.iter().enumerate() {
+        let path = format!("/alerts/{index}");
+        match after.iter().find(|r| r.name == old.name) {
+            None => out.push(weakening(
+                &path,
+                format!("alert rule '{}' removed: it can no longer fire", old.name),
+            )),
+            Some(new) => {
+                let same_watch = new.metric == old.metric
+                    && new.feature == old.feature
+                    && new.condition == old.condition
+                    && new.threshold == old.threshold
+                    && new.for_duration == old.for_duration
+                    && new.severity >= old.severity;
+                if !same_watch {
+                    out.push(weakening(
+                        &path,
+                        format!(
+                            "alert rule '{}' changed what it watches, its threshold, its \
+                             duration or lowered its severity; the change is treated as \
+                             weakening",
+                            old.name
+                        ),
+                    ));
+                }
+            }
+        }
     }
 }
 

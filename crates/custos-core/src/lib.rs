@@ -7,6 +7,8 @@
 //! [`record::validate_row`] makes a `ValidatedRecord` and only [`record::mask`] makes a
 //! `MaskedRecord`, so nothing downstream can hold an unvalidated or unmasked row by mistake.
 
+pub mod alert_tests;
+pub mod alerts;
 pub mod audit;
 pub mod authz;
 pub mod clock;

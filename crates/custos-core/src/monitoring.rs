@@ -8,6 +8,7 @@
 //! anything. A configuration that passed [`MonitoringConfig::check`] can be applied without
 //! further questions: every named feature exists, is profiled, and its method applies to it.
 
+use crate::alerts::AlertRule;
 use crate::names::FieldName;
 use crate::schema::{ModelSchema, ProfileKind};
 use custos_stats::{MethodChoice, StatMethod};
@@ -49,6 +50,9 @@ pub struct MonitoringConfig {
     /// Performance settings.
     #[serde(default)]
     pub performance: PerformanceConfig,
+    /// Alert rules on the metrics above (see [`crate::alerts`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<AlertRule>,
 }
 
 /// A statistic and its threshold, for one feature or one kind of feature.
@@ -325,6 +329,7 @@ impl MonitoringConfig {
         if !(2..=24 * 90).contains(&quality.volume_baseline_hours) {
             errors.push("quality.volume_baseline_hours must lie in 2..=2160".into());
         }
+        errors.extend(crate::alerts::check_rules(&self.alerts, Some(schema)));
         let performance = &self.performance;
         if !(performance.decision_threshold > 0.0 && performance.decision_threshold < 1.0) {
             errors.push("performance.decision_threshold must lie strictly between 0 and 1".into());

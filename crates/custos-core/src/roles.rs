@@ -48,6 +48,9 @@ const SRE: &[Action] = &[
     // Operating the server includes watching it: the scrape is the SRE's, not the admin's,
     // whose job is access and who is given no monitoring results.
     Action::MetricsRead,
+    Action::AlertsRead,
+    Action::AlertsWrite,
+    Action::ChannelsManage,
 ];
 const DATA_SCIENTIST: &[Action] = &[
     Action::ModelsRead,
@@ -55,6 +58,9 @@ const DATA_SCIENTIST: &[Action] = &[
     Action::DriftRead,
     Action::PerformanceRead,
     Action::MonitorsWrite,
+    // Model-level checks of their own models include the alerts on them.
+    Action::AlertsRead,
+    Action::AlertsWrite,
 ];
 // Drift and performance results are aggregates; profiles (per-feature distributions) are the
 // closest thing to the data itself and stay out of the auditor's reach.
@@ -63,8 +69,10 @@ const AUDITOR: &[Action] = &[
     Action::AuditRead,
     Action::DriftRead,
     Action::PerformanceRead,
+    Action::AlertsRead,
 ];
-const ANALYST: &[Action] = &[Action::ModelsRead, Action::DriftRead];
+// Which alerts fire is a high-level summary; the analyst sees it but changes nothing.
+const ANALYST: &[Action] = &[Action::ModelsRead, Action::DriftRead, Action::AlertsRead];
 
 impl BuiltinRole {
     /// Every role, for exhaustive tests and documentation.
@@ -251,6 +259,9 @@ mod tests {
                 "tokens:manage",
                 "audit:read",
                 "metrics:read",
+                "alerts:read",
+                "alerts:write",
+                "channels:manage",
             ],
         ),
         (
@@ -261,6 +272,8 @@ mod tests {
                 "drift:read",
                 "performance:read",
                 "monitors:write",
+                "alerts:read",
+                "alerts:write",
             ],
         ),
         (
@@ -270,9 +283,13 @@ mod tests {
                 "audit:read",
                 "drift:read",
                 "performance:read",
+                "alerts:read",
             ],
         ),
-        (BuiltinRole::Analyst, &["models:read", "drift:read"]),
+        (
+            BuiltinRole::Analyst,
+            &["models:read", "drift:read", "alerts:read"],
+        ),
     ];
 
     fn m(name: &str) -> ModelName {

@@ -36,7 +36,11 @@ use utoipa::{IntoParams, OpenApi};
         healthz, whoami, list_models, create_model, get_model, post_predictions, post_labels,
         get_volume, get_profile, get_drift, get_report, get_quality, get_performance, get_monitoring, put_monitoring, post_reference,
         list_references, list_tokens,
-        create_token, revoke_token, get_audit
+        create_token, revoke_token, get_audit,
+        crate::alerts_api::get_alerts, crate::alerts_api::put_alerts,
+        crate::alerts_api::acknowledge, crate::alerts_api::add_silence,
+        crate::alerts_api::list_channels, crate::alerts_api::put_channel,
+        crate::alerts_api::delete_channel, crate::alerts_api::list_deliveries
     ),
     components(schemas(
         custos_proto::ErrorBody, custos_proto::ErrorCode, custos_proto::RowErrorBody, Health,
@@ -53,7 +57,16 @@ use utoipa::{IntoParams, OpenApi};
         custos_proto::PerformanceResponse, custos_proto::PerformanceChunkBody,
         custos_proto::SegmentPerformanceBody, custos_proto::QualityResponse,
         custos_proto::FeatureQualityBody, custos_proto::VolumeCheckBody, custos_proto::ReportBody,
-        custos_proto::RejectedField, custos_proto::WhoAmI
+        custos_proto::RejectedField, custos_proto::WhoAmI,
+        custos_core::alerts::AlertRule, custos_core::alerts::Condition,
+        custos_core::alerts::Severity, custos_core::alerts::Threshold,
+        crate::alerts_api::AlertsBody, crate::alerts_api::AlertRulesBody,
+        crate::alerts_api::AlertSeriesBody, crate::alerts_api::AlertEventBody,
+        crate::alerts_api::SilenceBody, crate::alerts_api::SilenceRequest,
+        crate::alerts_api::AcknowledgeBody, crate::alerts_api::ChannelBody,
+        crate::alerts_api::ChannelList, crate::alerts_api::DeliveryBody,
+        crate::alerts_api::DeliveryList, crate::alerting::ChannelSpec,
+        crate::alerting::ChannelKind, crate::alerting::ChannelPut
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))

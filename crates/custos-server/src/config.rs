@@ -59,6 +59,8 @@ pub struct Config {
     pub oauth: crate::oauth::OauthConfig,
     /// The Prometheus endpoint's cached monitoring results (`[metrics]`).
     pub metrics: crate::metrics::MetricsConfig,
+    /// Alert evaluation and notification delivery (`[alerts]`).
+    pub alerts: crate::alerting::AlertsConfig,
     /// Sign-in through an LDAP directory (`[ldap]`); off when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ldap: Option<crate::ldap::LdapConfig>,
@@ -423,6 +425,7 @@ fn check(config: &Config) -> Result<(), ConfigError> {
         .validate()
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
     config.metrics.check().map_err(ConfigError::Invalid)?;
+    config.alerts.check().map_err(ConfigError::Invalid)?;
     let d = &config.drift;
     if !(d.psi_threshold > 0.0
         && d.jensen_shannon_threshold > 0.0

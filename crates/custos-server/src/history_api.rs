@@ -41,7 +41,7 @@ pub struct ReasonQuery {
     pub reason: Option<String>,
 }
 
-fn clean_reason(reason: Option<String>) -> Result<Option<String>, ApiError> {
+pub(crate) fn clean_reason(reason: Option<String>) -> Result<Option<String>, ApiError> {
     let Some(reason) = reason else {
         return Ok(None);
     };

@@ -6,6 +6,7 @@
 
 use crate::config::Config;
 use custos_core::{Clock, Partition};
+use custos_crypto::WrappedKey;
 use custos_crypto::auditlog::AuditHasher;
 use custos_crypto::checkpoint::NoteSigner;
 use custos_crypto::keys::{DataKey, Kek, KekRing, KeyContext};
@@ -14,6 +15,7 @@ use custos_crypto::token::TokenHasher;
 use custos_store::Store;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use zeroize::Zeroizing;
 
 const DATA_KEY_CACHE_LIMIT: usize = 4_096;
 const SECRET_PII_HMAC: &str = "pii-hmac-key";
@@ -178,6 +180,58 @@ impl KeyService {
             cache.insert((model_id, partition), Arc::clone(&key));
         }
         Ok(key)
+    }
+
+    /// Seals a notification channel's secret under a fresh key of its own; returns that key
+    /// wrapped by the KEK (stored as the secret `alert-channel/<name>`) and the sealed secret.
+    pub fn seal_channel_secret(
+        &self,
+        channel: &str,
+        secret: &[u8],
+    ) -> Result<(WrappedKey, Vec<u8>), KeyError> {
+        let name = custos_store::channel_secret_name(channel);
+        let key = DataKey::generate()?;
+        let wrapped = self
+            .ring
+            .wrap(&KeyContext::Secret { name: name.clone() }, &key)?;
+        let sealed = custos_crypto::seal_blob(
+            &key,
+            0,
+            Partition(0),
+            custos_crypto::BlobKind::Secret,
+            &name,
+            secret,
+        )?;
+        Ok((wrapped, sealed.ciphertext().to_vec()))
+    }
+
+    /// Opens a channel's sealed secret. Fails closed on any mismatch (a secret copied to
+    /// another channel's row does not open: the channel name is bound in both layers).
+    pub async fn open_channel_secret(
+        &self,
+        channel: &custos_store::ChannelRow,
+    ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        let name = custos_store::channel_secret_name(&channel.name);
+        let sealed = channel
+            .secret_sealed
+            .as_deref()
+            .ok_or_else(|| KeyError::Inconsistent("the channel has no secret".into()))?;
+        let wrapped = self
+            .store
+            .get_secret(&name)
+            .await?
+            .ok_or_else(|| KeyError::Inconsistent("the channel's key is missing".into()))?;
+        let key = self
+            .ring
+            .unwrap(&KeyContext::Secret { name: name.clone() }, &wrapped)?;
+        Ok(Zeroizing::new(custos_crypto::open_blob(
+            &key,
+            0,
+            Partition(0),
+            custos_crypto::BlobKind::Secret,
+            &name,
+            sealed,
+        )?))
     }
 
     fn cached(&self, model_id: i64, partition: Partition) -> Option<Arc<DataKey>> {

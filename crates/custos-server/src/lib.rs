@@ -5,6 +5,8 @@
 //! This crate owns IO and orchestration only: statistics live in `custos-stats`, validation and
 //! masking in `custos-core`, cryptography in `custos-crypto`, SQL in `custos-store`.
 
+pub mod alerting;
+pub mod alerts_api;
 pub mod api;
 pub mod audit_api;
 pub mod audit_log;
@@ -46,7 +48,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use custos_core::{ActorType, AuditEvent, Clock, Outcome};
 use custos_store::Store;
 use state::AppState;
@@ -161,6 +163,24 @@ pub fn router(state: AppState) -> Router {
             post(history_api::reject),
         )
         .route("/api/v1/models/{model}/lineage", get(history_api::lineage))
+        .route(
+            "/api/v1/models/{model}/alerts",
+            get(alerts_api::get_alerts).put(alerts_api::put_alerts),
+        )
+        .route(
+            "/api/v1/models/{model}/alerts/acknowledge",
+            post(alerts_api::acknowledge),
+        )
+        .route(
+            "/api/v1/models/{model}/silences",
+            post(alerts_api::add_silence),
+        )
+        .route("/api/v1/alert-channels", get(alerts_api::list_channels))
+        .route(
+            "/api/v1/alert-channels/{name}",
+            put(alerts_api::put_channel).delete(alerts_api::delete_channel),
+        )
+        .route("/api/v1/alert-deliveries", get(alerts_api::list_deliveries))
         .route(
             "/api/v1/models/{model}/reference",
             get(api::list_references)
@@ -347,6 +367,7 @@ impl App {
         let jobs = jobs::spawn(state.clone());
         let audit_job = audit_log::spawn(state.clone());
         let metrics_job = metrics::spawn(state.clone());
+        let alerts_job = alerting::spawn(state.clone());
         let app = router(state.clone());
         let result = axum::serve(
             listener,
@@ -358,6 +379,7 @@ impl App {
         jobs.abort();
         audit_job.abort();
         metrics_job.abort();
+        alerts_job.abort();
         if let Err(e) = system_audit(&state, "server.stop", serde_json::json!({})).await {
             tracing::error!(error = %e, "could not record the stop");
         }

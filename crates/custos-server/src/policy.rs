@@ -59,6 +59,48 @@ pub const POLICY: &[(&str, &str, Requirement)] = &[
     ("GET", "/ui/audit", Auth(Action::AuditRead, NoModel)),
     (
         "GET",
+        "/api/v1/models/{model}/alerts",
+        Auth(Action::AlertsRead, ModelInPath),
+    ),
+    // Rules, acknowledgements and silences of one model: what a CI/CD token may be limited to.
+    (
+        "PUT",
+        "/api/v1/models/{model}/alerts",
+        Auth(Action::AlertsWrite, ModelInPath),
+    ),
+    (
+        "POST",
+        "/api/v1/models/{model}/alerts/acknowledge",
+        Auth(Action::AlertsWrite, ModelInPath),
+    ),
+    (
+        "POST",
+        "/api/v1/models/{model}/silences",
+        Auth(Action::AlertsWrite, ModelInPath),
+    ),
+    // Channels hold secrets and reach outside: an instance-level duty of the SRE.
+    (
+        "GET",
+        "/api/v1/alert-channels",
+        Auth(Action::ChannelsManage, NoModel),
+    ),
+    (
+        "PUT",
+        "/api/v1/alert-channels/{name}",
+        Auth(Action::ChannelsManage, NoModel),
+    ),
+    (
+        "DELETE",
+        "/api/v1/alert-channels/{name}",
+        Auth(Action::ChannelsManage, NoModel),
+    ),
+    (
+        "GET",
+        "/api/v1/alert-deliveries",
+        Auth(Action::ChannelsManage, NoModel),
+    ),
+    (
+        "GET",
         "/ui/models/{model}/history",
         Auth(Action::ModelsRead, ModelInPath),
     ),

@@ -248,6 +248,8 @@ fn concrete(route: &str, model: &str) -> String {
             "{feature}" if model == IN_SCOPE => "amount",
             "{feature}" => "tenure",
             "{version}" => "1",
+            // A channel that does not exist (same reasoning as the ids below).
+            "{name}" => "no-such-channel",
             // State-changing routes get ids that do not exist: the decision comes first, and a
             // 404 after an allow changes nothing for the cells that follow.
             "{id}" => match previous {
@@ -833,6 +835,8 @@ const RESOURCES: &[&str] = &[
     "audit log",
     "users",
     "metrics",
+    "alerts",
+    "alert channels & deliveries",
 ];
 
 /// Which resource a route reads or writes; `None` for signing out, which is not a resource.
@@ -852,6 +856,10 @@ fn resource_of(method: &str, route: &str) -> Option<(&'static str, Access)> {
         "API tokens"
     } else if route == "/metrics" {
         "metrics"
+    } else if route.starts_with("/api/v1/alert-") {
+        "alert channels & deliveries"
+    } else if route.contains("/alerts") || route.ends_with("/silences") {
+        "alerts"
     } else if route.starts_with("/api/v1/audit") || route.starts_with("/ui/audit") {
         "audit log"
     } else if route.ends_with("/predictions") {

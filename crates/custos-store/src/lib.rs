@@ -16,6 +16,11 @@
 
 #[macro_use]
 mod shared_sql;
+mod alerts;
+pub use alerts::{
+    AlertEventRow, AlertSeriesRow, ChannelRow, DeliveryOutcome, DeliveryRow, SilenceRow,
+    channel_secret_name,
+};
 mod audit;
 pub use audit::ORIGIN_META as AUDIT_ORIGIN_META;
 mod convert;

@@ -6,6 +6,7 @@ mod audit;
 mod demo;
 mod reference;
 mod report;
+mod rules;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -46,6 +47,11 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: audit::AuditCommand,
+    },
+    /// Alert rules: test them offline against described metric series.
+    Rules {
+        #[command(subcommand)]
+        command: rules::RulesCommand,
     },
 }
 
@@ -225,6 +231,13 @@ fn main() -> std::process::ExitCode {
             Command::Reference { command } => reference::run(command).await,
             Command::Report(args) => report::run(args).await,
             Command::Audit { command } => audit::run(command).await,
+            Command::Rules { command } => {
+                if rules::run_command(command)? {
+                    Ok(())
+                } else {
+                    Err(anyhow::Error::new(rules::RuleTestsFailed))
+                }
+            }
         }
     });
     match result {
@@ -233,7 +246,10 @@ fn main() -> std::process::ExitCode {
             eprintln!("error: {e:#}");
             // A refused or failed upload is 1, as scripts expect of a request that failed;
             // everything else (bad arguments, configuration, start-up) stays 2.
-            if e.is::<reference::UploadError>() || e.is::<audit::VerificationFailed>() {
+            if e.is::<reference::UploadError>()
+                || e.is::<audit::VerificationFailed>()
+                || e.is::<rules::RuleTestsFailed>()
+            {
                 std::process::ExitCode::from(1)
             } else {
                 std::process::ExitCode::from(2)
