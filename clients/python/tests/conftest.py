@@ -53,11 +53,13 @@ def free_port() -> int:
 class Server:
     """One running `custos serve`."""
 
-    def __init__(self, workdir: Path, config: str) -> None:
+    def __init__(self, workdir: Path, config: str, *, ca_file: Optional[Path] = None) -> None:
         self.workdir = workdir
         self.data = workdir / "data"
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        # With a [server.tls] table the server speaks HTTPS; ca_file is then its trust anchor.
+        self.ca_file = ca_file
+        self.url = f"{'https' if ca_file else 'http'}://127.0.0.1:{self.port}"
         config_file = workdir / "custos.toml"
         config_file.write_text(config)
         self.log_file = workdir / "server.log"
@@ -88,7 +90,8 @@ class Server:
             if self.process.poll() is not None:
                 raise RuntimeError(f"custos exited early:\n{self.log_file.read_text()}")
             try:
-                if requests.get(self.url + "/healthz", timeout=2).status_code == 200:
+                verify = str(self.ca_file) if self.ca_file else True
+                if requests.get(self.url + "/healthz", timeout=2, verify=verify).status_code == 200:
                     if (self.data / "bootstrap-token").exists():
                         return
             except requests.RequestException:
@@ -97,11 +100,12 @@ class Server:
         raise RuntimeError(f"custos did not become healthy:\n{self.log_file.read_text()}")
 
     def admin(self) -> Client:
-        return Client(self.url, token=self.admin_token)
+        return Client(self.url, token=self.admin_token, ca_file=self.ca_file)
 
-    def new_model(self, prefix: str = "m") -> str:
-        """Registers a fresh model (event_id, ts, amount, country, score) and returns its name."""
-        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    def new_model(self, prefix: str = "m", name: Optional[str] = None) -> str:
+        """Registers a model (event_id, ts, amount, country, score), by default under a fresh
+        name, and returns its name."""
+        name = name or f"{prefix}-{uuid.uuid4().hex[:8]}"
         with self.admin() as admin:
             admin.create_model(
                 {
@@ -137,10 +141,37 @@ class Server:
                 self.process.wait()
 
 
-def start_server(tmp_path_factory: pytest.TempPathFactory, name: str, config: str) -> Server:
+def start_server(
+    tmp_path_factory: pytest.TempPathFactory, name: str, config: str, *, ca_file: Optional[Path] = None
+) -> Server:
     workdir = tmp_path_factory.mktemp(name)
     os.chmod(workdir, 0o700)
-    return Server(workdir, config)
+    return Server(workdir, config, ca_file=ca_file)
+
+
+def make_pki(directory: Path, client_name: str) -> Dict[str, Path]:
+    """A throwaway CA, a server certificate for 127.0.0.1 and a client certificate named
+    `client_name`, made with the openssl command (keys 0600, as the server demands)."""
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+            "-subj", "/CN=custos python client test CA",
+            "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    for leaf, subject, extensions in (
+        ("server", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"),
+        ("client", f"/CN={client_name}", "extendedKeyUsage=clientAuth\n"),
+    ):
+        (directory / f"{leaf}.ext").write_text("basicConstraints=CA:FALSE\n" + extensions)
+        openssl("req", *ec, "-keyout", f"{leaf}.key", "-out", f"{leaf}.csr", "-subj", subject)
+        openssl("x509", "-req", "-in", f"{leaf}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                "-CAcreateserial", "-out", f"{leaf}.pem", "-days", "2", "-extfile", f"{leaf}.ext")
+        os.chmod(directory / f"{leaf}.key", 0o600)
+    return {name: directory / name for name in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")}
 
 
 @pytest.fixture(scope="session")

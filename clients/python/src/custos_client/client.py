@@ -323,6 +323,10 @@ class Client:
                 headers=headers,
                 timeout=timeout if timeout is not None else self._timeout,
                 allow_redirects=False,
+                # Per request, because requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE override a
+                # session's verify; an explicit ca_file must win (True still honours them).
+                verify=self._verify,
+                cert=self._cert,
             )
         except requests.exceptions.SSLError as e:
             raise ConnectionFailed(self._scrub(f"TLS failure talking to {self._url}: {e}")) from None
