@@ -9,6 +9,7 @@ import json
 import logging
 import socket
 import threading
+import time
 from typing import List
 
 import numpy as np
@@ -290,3 +291,19 @@ def test_retry_policy_honours_retry_after():
     assert all(2.0 <= policy.delay(1, error) <= 2.1 for _ in range(100))
     plain = ConnectionFailed("x")
     assert all(0 <= policy.delay(10, plain) <= 1.0 for _ in range(100))
+
+
+def test_logger_batches_by_rows_and_by_age(scripted):
+    server, script = scripted
+    c = Client(f"http://127.0.0.1:{server.server_address[1]}", token=SECRET)
+    logger = Logger(c, "m", batch_rows=4, flush_interval=0.3)
+    # Ten rows: two full batches go at once, the last two rows once they are 0.3 s old —
+    # without any flush.
+    logger.log_predictions([{"event_id": f"e{i}"} for i in range(10)])
+    deadline = time.monotonic() + 10
+    while logger.stats().sent_rows < 10 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert logger.stats().sent_rows == 10
+    sizes = [len(b.strip().split(b"\n")) for b in script.bodies]
+    assert sizes == [4, 4, 2]
+    logger.close()
