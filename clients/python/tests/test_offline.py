@@ -307,3 +307,18 @@ def test_logger_batches_by_rows_and_by_age(scripted):
     sizes = [len(b.strip().split(b"\n")) for b in script.bodies]
     assert sizes == [4, 4, 2]
     logger.close()
+
+
+def test_close_gives_up_after_its_timeout_and_reports_what_was_left(scripted, caplog):
+    server, script = scripted
+    script.script = [503] * 10_000
+    c = Client(f"http://127.0.0.1:{server.server_address[1]}", token=SECRET)
+    logger = Logger(c, "m", batch_rows=5, retry=RetryPolicy(max_retries=None, base=0.01, cap=0.05))
+    logger.log_predictions([{"event_id": f"e{i}"} for i in range(12)])
+    started = time.monotonic()
+    assert logger.close(timeout=0.5) is False
+    assert time.monotonic() - started < 5
+    s = logger.stats()
+    assert (s.sent_rows, s.failed_rows, s.abandoned_rows, s.buffered) == (0, 0, 12, 0)
+    assert s.retries_5xx >= 1 and s.retries == s.retries_5xx
+    assert "12 abandoned unsent" in caplog.text

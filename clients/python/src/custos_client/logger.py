@@ -247,7 +247,7 @@ class Logger:
         and reported. Returns whether everything got an answer. Safe to call twice."""
         with self._cond:
             if self._closed:
-                return self._stats["abandoned_rows"] == 0
+                return self._stats["abandoned_rows"] == 0 and self._in_flight == 0
             self._closing = True
             self._cond.notify_all()
         self._thread.join(timeout)
@@ -268,17 +268,18 @@ class Logger:
         atexit.unregister(self._atexit)
         self._session.close()
         self._warn_dropped(force=True)
-        if stats.abandoned_rows or stats.failed_rows:
+        if stats.abandoned_rows or stats.failed_rows or stats.buffered:
             log.warning(
                 "custos: logger for model %s closed with %d rows not stored (%d refused or out of "
-                "retries, %d abandoned unsent); %d rows sent",
+                "retries, %d abandoned unsent, %d still in flight); %d rows sent",
                 self._model,
-                stats.abandoned_rows + stats.failed_rows,
+                stats.abandoned_rows + stats.failed_rows + stats.buffered,
                 stats.failed_rows,
                 stats.abandoned_rows,
+                stats.buffered,
                 stats.sent_rows,
             )
-        return stats.abandoned_rows == 0
+        return stats.abandoned_rows == 0 and stats.buffered == 0
 
     def stats(self) -> LoggerStats:
         """A snapshot of the counters."""
