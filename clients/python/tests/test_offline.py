@@ -250,18 +250,18 @@ def scripted():
     server.server_close()
 
 
-def test_logger_retries_429_5xx_and_broken_connections(scripted):
+def test_logger_retries_429_5xx_408_and_broken_connections(scripted):
     server, script = scripted
-    script.script = [429, "drop", 503, 500, "ok"]
+    script.script = [429, "drop", 503, 408, 500, "ok"]
     c = Client(f"http://127.0.0.1:{server.server_address[1]}", token=SECRET, timeout=5)
     logger = Logger(c, "m", batch_rows=10, retry=RetryPolicy(max_retries=None, base=0.01, cap=0.05))
     assert logger.log_predictions([{"event_id": f"e{i}"} for i in range(10)]) == 10
     assert logger.flush(timeout=20)
     s = logger.stats()
-    assert (s.retries, s.retries_429, s.retries_connection, s.retries_5xx) == (4, 1, 1, 2)
+    assert (s.retries, s.retries_429, s.retries_connection, s.retries_5xx, s.retries_timeout) == (5, 1, 1, 2, 1)
     assert (s.sent_rows, s.sent_batches, s.accepted, s.failed_rows, s.buffered) == (10, 1, 10, 0, 0)
     # The same body each time: a retry resends the batch as it was.
-    assert len(set(script.bodies)) == 1 and len(script.bodies) == 5
+    assert len(set(script.bodies)) == 1 and len(script.bodies) == 6
     assert SECRET.encode() not in b"".join(script.bodies)
     logger.close()
 

@@ -21,6 +21,7 @@ from .errors import (
     PayloadTooLarge,
     PermissionDenied,
     RateLimited,
+    RequestTimeout,
     ServerError,
 )
 from .logger import BatchFailure, Logger, LoggerStats
@@ -47,5 +48,6 @@ __all__ = [
     "PayloadTooLarge",
     "InvalidRows",
     "RateLimited",
+    "RequestTimeout",
     "ServerError",
 ]

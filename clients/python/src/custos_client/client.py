@@ -29,6 +29,7 @@ from .errors import (
     ConnectionFailed,
     CustosError,
     RateLimited,
+    RequestTimeout,
     ServerError,
     error_class,
 )
@@ -70,11 +71,12 @@ class _Secret:
 class RetryPolicy:
     """When and how long to wait before sending a request again.
 
-    Retried: 429 (after at least the server's ``Retry-After``), 5xx, and failures to connect or
-    to read an answer. Never retried: every other 4xx (the request itself is wrong; sending it
-    again cannot help). The wait grows exponentially from ``base`` seconds up to ``cap``, with
-    full jitter (a random wait between zero and that bound), so that many clients refused at
-    once do not come back at once. ``max_retries`` is how many times one request is sent again
+    Retried: 429 (after at least the server's ``Retry-After``), 5xx, 408 (the server's own
+    request timeout ran out, under load) and failures to connect or to read an answer. Never
+    retried: every other 4xx (the request itself is wrong; sending it again cannot help). The
+    wait grows exponentially from ``base`` seconds up to ``cap``, with full jitter (a random
+    wait between zero and that bound), so that many clients refused at once do not come back
+    at once. ``max_retries`` is how many times one request is sent again
     (``None``: until the caller gives up, e.g. a :class:`Logger` being closed).
     """
 
@@ -93,7 +95,7 @@ class RetryPolicy:
     @staticmethod
     def retryable(error: CustosError) -> bool:
         """Whether sending the same request again may succeed."""
-        return isinstance(error, (RateLimited, ServerError, ConnectionFailed))
+        return isinstance(error, (RateLimited, ServerError, RequestTimeout, ConnectionFailed))
 
     def delay(self, attempt: int, error: CustosError) -> float:
         """Seconds to wait before retry number ``attempt`` (1-based) after ``error``."""

@@ -21,6 +21,7 @@ __all__ = [
     "AuthenticationFailed",
     "PermissionDenied",
     "NotFound",
+    "RequestTimeout",
     "Conflict",
     "PayloadTooLarge",
     "InvalidRows",
@@ -124,6 +125,11 @@ class NotFound(ApiError):
     """404: no such model (or route, or resource)."""
 
 
+class RequestTimeout(ApiError):
+    """408: the server gave up on the request after its ``request_timeout_seconds`` (an
+    overloaded server, usually). Nothing is wrong with the request: it may be sent again."""
+
+
 class Conflict(ApiError):
     """409: the resource exists already, or concurrent batches carried the same event ids."""
 
@@ -153,6 +159,7 @@ _BY_STATUS = {
     401: AuthenticationFailed,
     403: PermissionDenied,
     404: NotFound,
+    408: RequestTimeout,
     409: Conflict,
     413: PayloadTooLarge,
     422: InvalidRows,

@@ -6,7 +6,7 @@ Guarantees, and their limits:
 - A row is counted *sent* only after the server answered 2xx for its batch. Predictions are
   deduplicated by the server (event id and time), so a batch sent again after a lost answer is
   not stored twice; its rows come back as ``duplicates``.
-- 429 (after the server's ``Retry-After``), 5xx and connection failures are retried with
+- 429 (after the server's ``Retry-After``), 5xx, 408 and connection failures are retried with
   exponential backoff and jitter, until the batch is sent, ``retry.max_retries`` is reached, or
   :meth:`Logger.close` runs out of time. Other 4xx answers are never retried: the batch is
   counted as failed and the server's message (which names row and field, never values) is
@@ -31,7 +31,7 @@ from typing import Any, Callable, Deque, Dict, List, Mapping, Optional
 
 from . import encoding
 from .client import Client, RetryPolicy
-from .errors import ConnectionFailed, CustosError, RateLimited, ServerError
+from .errors import ConnectionFailed, CustosError, RateLimited, RequestTimeout, ServerError
 
 __all__ = ["Logger", "LoggerStats", "BatchFailure"]
 
@@ -73,6 +73,8 @@ class LoggerStats:
     retries_429: int = 0
     retries_5xx: int = 0
     retries_connection: int = 0
+    #: 408: the server's request timeout ran out (it was overloaded).
+    retries_timeout: int = 0
     #: The last failure's description (the server's message, with row and field).
     last_error: Optional[str] = None
 
@@ -349,6 +351,8 @@ class Logger:
                 self._stats["retries_5xx"] += 1
             elif isinstance(error, ConnectionFailed):
                 self._stats["retries_connection"] += 1
+            elif isinstance(error, RequestTimeout):
+                self._stats["retries_timeout"] += 1
         log.debug("custos: %s; retrying in %.2f s", error, delay)
 
     def _send(self, kind: str, batch: List[bytes]) -> None:
