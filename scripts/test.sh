@@ -2,7 +2,8 @@
 # The one command that runs every Custos test on a fresh machine of this kind.
 # It installs what the tests need, starts the services they talk to, then runs:
 #   format check, clippy (all targets, warnings are errors), the whole test suite on SQLite and
-#   PostgreSQL, the benchmarks' compilation, and the browser test of the web UI in Chromium.
+#   PostgreSQL, the Python client's tests against a real server, the benchmarks' compilation, and
+#   the browser test of the web UI in Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,8 @@ command -v ldapmodify >/dev/null 2>&1 || need_apt+=(ldap-utils)
 # prometheus process per test in a temp dir on a free loopback port; the packaged service is
 # never used (and is kept from starting during the install, below).
 command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ] || need_apt+=(prometheus)
+# A venv for the Python client's tests (clients/python); Debian's python3 needs python3-venv for it.
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing Debian packages: ${need_apt[*]}"
   apt-get update -qq
@@ -74,6 +77,15 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 log "cargo test (SQLite and PostgreSQL)"
 cargo test --workspace --locked
+
+# The Python client against the `custos` binary that cargo test just built: pinned test
+# dependencies (clients/python/requirements-test.txt) in a venv under target/.
+log "Python client tests (clients/python, pytest against a real custos serve)"
+[ -x target/pyclient-venv/bin/python ] || python3 -m venv target/pyclient-venv
+target/pyclient-venv/bin/pip install --quiet --disable-pip-version-check \
+  -r clients/python/requirements-test.txt "./clients/python[pandas]"
+CUSTOS_BIN="$PWD/target/debug/custos" target/pyclient-venv/bin/python -m pytest -q \
+  -p no:cacheprovider clients/python/tests
 
 log "benchmarks compile"
 cargo bench --workspace --locked --no-run
