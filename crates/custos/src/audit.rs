@@ -104,7 +104,7 @@ pub struct HashArgs {
     #[arg(default_value = "-")]
     value: String,
     /// The server to ask.
-    #[arg(long, env = "CUSTOS_SERVER", default_value = DEFAULT_SERVER)]
+    #[arg(long, visible_alias = "url", env = "CUSTOS_SERVER", default_value = DEFAULT_SERVER)]
     server: String,
     /// A file holding the API token (else the CUSTOS_TOKEN environment variable).
     #[arg(long)]

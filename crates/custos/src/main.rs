@@ -2,6 +2,7 @@
 //! and hands everything else to `custos-server`'s composition root (or, for `reference upload`,
 //! to the client in `reference`). Nothing here decides policy.
 
+mod apply;
 mod audit;
 mod demo;
 mod reference;
@@ -48,6 +49,9 @@ enum Command {
         #[command(subcommand)]
         command: audit::AuditCommand,
     },
+    /// Monitoring configuration as code: apply a directory of YAML files (models, monitoring,
+    /// alert rules, channels) to a server, or show the difference with --dry-run.
+    Apply(apply::ApplyArgs),
     /// Alert rules: test them offline against described metric series.
     Rules {
         #[command(subcommand)]
@@ -231,6 +235,7 @@ fn main() -> std::process::ExitCode {
             Command::Reference { command } => reference::run(command).await,
             Command::Report(args) => report::run(args).await,
             Command::Audit { command } => audit::run(command).await,
+            Command::Apply(args) => apply::run(args).await,
             Command::Rules { command } => {
                 if rules::run_command(command)? {
                     Ok(())

@@ -51,7 +51,7 @@ pub struct UploadArgs {
     /// The file: .csv, .ndjson/.jsonl or .parquet (or say which with --format).
     pub file: PathBuf,
     /// The Custos server's base URL.
-    #[arg(long, env = "CUSTOS_SERVER", default_value = DEFAULT_SERVER)]
+    #[arg(long, visible_alias = "url", env = "CUSTOS_SERVER", default_value = DEFAULT_SERVER)]
     pub server: String,
     /// A file holding the API token (else the CUSTOS_TOKEN environment variable is used).
     #[arg(long, value_name = "PATH")]
