@@ -21,6 +21,9 @@ command -v ldapmodify >/dev/null 2>&1 || need_apt+=(ldap-utils)
 # prometheus process per test in a temp dir on a free loopback port; the packaged service is
 # never used (and is kept from starting during the install, below).
 command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ] || need_apt+=(prometheus)
+# A local SMTP server for the e-mail alert test (crates/custos-server/tests/alerts.rs), which runs
+# Debian's aiosmtpd with the system interpreter per test on a free loopback port, STARTTLS required.
+/usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || need_apt+=(python3-aiosmtpd)
 # A venv for the Python client's tests (clients/python); Debian's python3 needs python3-venv for it.
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -103,6 +103,20 @@ pub enum ChannelKind {
     Slack,
     /// PagerDuty Events API v2; the secret is the routing key.
     Pagerduty,
+    /// E-mail over SMTP with TLS required (STARTTLS or implicit); the secret, if any, is the
+    /// SMTP password of `username`.
+    Email,
+}
+
+/// How an e-mail channel reaches its SMTP server. Plaintext SMTP is not offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS, which must succeed (port 587).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Implicit,
 }
 
 /// A channel: where notifications go and which alerts it takes.
@@ -134,6 +148,29 @@ pub struct ChannelSpec {
     /// Whether resolutions are sent too.
     #[serde(default = "yes")]
     pub send_resolved: bool,
+    /// E-mail: the SMTP server's host name (also the name its certificate must carry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_host: Option<String>,
+    /// E-mail: the SMTP port (default 587 for STARTTLS, 465 for implicit TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_port: Option<u16>,
+    /// E-mail: STARTTLS (default) or implicit TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_tls: Option<SmtpTls>,
+    /// E-mail: a PEM file of the CA that signs the SMTP server's certificate (system roots when
+    /// absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub smtp_ca_file: Option<std::path::PathBuf>,
+    /// E-mail: the user to authenticate as (the secret is the password).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// E-mail: the sender address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// E-mail: the recipients.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub to: Vec<String>,
 }
 
 fn lowest_severity() -> Severity {
@@ -155,13 +192,14 @@ fn yes() -> bool {
 /// `PUT /api/v1/alert-channels/{name}`: the specification and its secret (write-only: never
 /// returned, stored sealed).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct ChannelPut {
     /// The specification.
     #[serde(flatten)]
     pub spec: ChannelSpec,
-    /// The secret: signing key (webhook), incoming-webhook URL (Slack), routing key (PagerDuty).
-    pub secret: String,
+    /// The secret: signing key (webhook), incoming-webhook URL (Slack), routing key (PagerDuty),
+    /// SMTP password (e-mail with `username`; absent otherwise).
+    #[serde(default)]
+    pub secret: Option<String>,
 }
 
 /// The default PagerDuty Events API v2 endpoint.
@@ -207,6 +245,16 @@ impl ChannelPut {
             return Err("channel name must be 1–64 lowercase letters, digits, '-' or '_'".into());
         }
         let spec = &self.spec;
+        let email_fields = spec.smtp_host.is_some()
+            || spec.smtp_port.is_some()
+            || spec.smtp_tls.is_some()
+            || spec.smtp_ca_file.is_some()
+            || spec.username.is_some()
+            || spec.from.is_some()
+            || !spec.to.is_empty();
+        if spec.kind != ChannelKind::Email && email_fields {
+            return Err("smtp_*, username, from and to belong to e-mail channels only".into());
+        }
         match (spec.kind, &spec.url) {
             (ChannelKind::Webhook, None) => return Err("a webhook channel needs 'url'".into()),
             (ChannelKind::Webhook | ChannelKind::Pagerduty, Some(url)) => {
@@ -215,15 +263,46 @@ impl ChannelPut {
             (ChannelKind::Slack, Some(_)) => {
                 return Err("a slack channel's URL is its secret: put it in 'secret'".into());
             }
-            (ChannelKind::Slack | ChannelKind::Pagerduty, None) => {}
+            (ChannelKind::Email, Some(_)) => {
+                return Err("an e-mail channel has no 'url': use smtp_host and smtp_port".into());
+            }
+            (ChannelKind::Slack | ChannelKind::Pagerduty | ChannelKind::Email, None) => {}
         }
-        if spec.kind == ChannelKind::Slack {
-            check_url("secret (the incoming-webhook URL)", &self.secret, config)?;
+        match (spec.kind, &self.secret) {
+            (ChannelKind::Email, secret) => {
+                check_email(spec)?;
+                match (&spec.username, secret) {
+                    (Some(_), None) => {
+                        return Err(
+                            "an e-mail channel with a username needs its password as 'secret'"
+                                .into(),
+                        );
+                    }
+                    (None, Some(_)) => {
+                        return Err(
+                            "an e-mail channel's secret is the password of 'username'".into()
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            (_, None) => return Err("this channel needs a 'secret'".into()),
+            (ChannelKind::Slack, Some(secret)) => {
+                check_url("secret (the incoming-webhook URL)", secret, config)?;
+            }
+            (_, Some(_)) => {}
         }
-        if self.secret.len() < MIN_SECRET_LEN || self.secret.len() > MAX_SECRET_LEN {
-            return Err(format!(
-                "secret must be {MIN_SECRET_LEN} to {MAX_SECRET_LEN} bytes"
-            ));
+        if let Some(secret) = &self.secret {
+            let shortest = if spec.kind == ChannelKind::Email {
+                1
+            } else {
+                MIN_SECRET_LEN
+            };
+            if secret.len() < shortest || secret.len() > MAX_SECRET_LEN {
+                return Err(format!(
+                    "secret must be {shortest} to {MAX_SECRET_LEN} bytes"
+                ));
+            }
         }
         if spec.repeat_interval.seconds() < 60 {
             return Err("repeat_interval must be at least 1m".into());
@@ -236,6 +315,36 @@ impl ChannelPut {
         }
         Ok(())
     }
+}
+
+/// Checks an e-mail channel's SMTP settings and addresses.
+fn check_email(spec: &ChannelSpec) -> Result<(), String> {
+    let host = spec
+        .smtp_host
+        .as_deref()
+        .ok_or("an e-mail channel needs 'smtp_host'")?;
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b':');
+    if !host_ok {
+        return Err("smtp_host must be a host name or an IP address".into());
+    }
+    let from = spec
+        .from
+        .as_deref()
+        .ok_or("an e-mail channel needs 'from'")?;
+    from.parse::<lettre::message::Mailbox>()
+        .map_err(|_| "from is not an e-mail address".to_owned())?;
+    if spec.to.is_empty() || spec.to.len() > 50 {
+        return Err("an e-mail channel needs 1 to 50 addresses in 'to'".into());
+    }
+    for (i, to) in spec.to.iter().enumerate() {
+        to.parse::<lettre::message::Mailbox>()
+            .map_err(|_| format!("to[{i}] is not an e-mail address"))?;
+    }
+    Ok(())
 }
 
 /// Starts the evaluator and the delivery worker.
@@ -780,15 +889,22 @@ async fn attempt(
         Ok(s) => s,
         Err(_) => return DeliveryOutcome::Failed("unreadable channel specification".into()),
     };
-    let secret = match state.keys.open_channel_secret(channel).await {
-        Ok(s) => s,
-        // The key provider or store may be back on the next pass.
-        Err(e) => return DeliveryOutcome::Retry(next, format!("channel secret: {e}")),
+    let secret = if channel.secret_sealed.is_none() && spec.kind == ChannelKind::Email {
+        zeroize::Zeroizing::new(Vec::new())
+    } else {
+        match state.keys.open_channel_secret(channel).await {
+            Ok(s) => s,
+            // The key provider or store may be back on the next pass.
+            Err(e) => return DeliveryOutcome::Retry(next, format!("channel secret: {e}")),
+        }
     };
     let payload: NotificationPayload = match serde_json::from_str(&delivery.payload_json) {
         Ok(p) => p,
         Err(_) => return DeliveryOutcome::Failed("unreadable payload".into()),
     };
+    if spec.kind == ChannelKind::Email {
+        return send_email(&spec, &secret, &payload, &state.config.alerts, next).await;
+    }
     let requests: Vec<reqwest::RequestBuilder> = match build_requests(
         client,
         &spec,
@@ -820,6 +936,125 @@ async fn attempt(
         }
     }
     DeliveryOutcome::Sent
+}
+
+/// The subject and text of an e-mail notification.
+fn email_text(payload: &NotificationPayload) -> (String, String) {
+    let firing = payload
+        .alerts
+        .iter()
+        .filter(|a| a.status == "firing")
+        .count();
+    let resolved = payload.alerts.len() - firing;
+    let first = payload.alerts.first().map(summary_line).unwrap_or_default();
+    let subject = if payload.alerts.len() > 1 {
+        format!("[Custos] {firing} firing, {resolved} resolved: {first}")
+    } else {
+        format!("[Custos] {first}")
+    };
+    let mut body = String::new();
+    for a in &payload.alerts {
+        body.push_str(&summary_line(a));
+        body.push('\n');
+        body.push_str(&format!(
+            "  metric {} value {} threshold {}\n",
+            a.metric,
+            a.value
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "n/a".into()),
+            a.threshold
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "n/a".into()),
+        ));
+        for (k, v) in &a.annotations {
+            body.push_str(&format!("  {k}: {v}\n"));
+        }
+    }
+    (subject, body)
+}
+
+/// Sends one e-mail notification; TLS is required (STARTTLS or implicit), never plaintext.
+async fn send_email(
+    spec: &ChannelSpec,
+    password: &[u8],
+    payload: &NotificationPayload,
+    config: &AlertsConfig,
+    next: DateTime<Utc>,
+) -> DeliveryOutcome {
+    use lettre::transport::smtp::authentication::Credentials;
+    use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+    let (Some(host), Some(from)) = (spec.smtp_host.as_deref(), spec.from.as_deref()) else {
+        return DeliveryOutcome::Failed("e-mail channel without smtp_host or from".into());
+    };
+    let (subject, body) = email_text(payload);
+    let mut message = Message::builder().subject(subject);
+    match from.parse() {
+        Ok(f) => message = message.from(f),
+        Err(_) => return DeliveryOutcome::Failed("from is not an e-mail address".into()),
+    }
+    for to in &spec.to {
+        match to.parse() {
+            Ok(t) => message = message.to(t),
+            Err(_) => {
+                return DeliveryOutcome::Failed("a recipient is not an e-mail address".into());
+            }
+        }
+    }
+    let message = match message.body(body) {
+        Ok(m) => m,
+        Err(_) => return DeliveryOutcome::Failed("the message could not be built".into()),
+    };
+    let mut tls = TlsParameters::builder(host.to_owned());
+    if let Some(ca_file) = &spec.smtp_ca_file {
+        let pem = match tokio::fs::read(ca_file).await {
+            Ok(p) => p,
+            Err(e) => return DeliveryOutcome::Retry(next, format!("smtp_ca_file: {}", e.kind())),
+        };
+        match Certificate::from_pem(&pem) {
+            Ok(c) => tls = tls.add_root_certificate(c),
+            Err(_) => {
+                return DeliveryOutcome::Failed("smtp_ca_file holds no PEM certificate".into());
+            }
+        }
+    }
+    let tls = match tls.build_rustls() {
+        Ok(t) => t,
+        Err(_) => return DeliveryOutcome::Failed("TLS parameters could not be built".into()),
+    };
+    let (mode, port) = match spec.smtp_tls.unwrap_or_default() {
+        SmtpTls::Starttls => (Tls::Required(tls), 587),
+        SmtpTls::Implicit => (Tls::Wrapper(tls), 465),
+    };
+    let mut transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+        .port(spec.smtp_port.unwrap_or(port))
+        .tls(mode)
+        .timeout(Some(std::time::Duration::from_secs(u64::from(
+            config.delivery_timeout_seconds,
+        ))));
+    if let Some(user) = &spec.username {
+        let password = String::from_utf8_lossy(password).into_owned();
+        transport = transport.credentials(Credentials::new(user.clone(), password));
+    }
+    match transport.build().send(message).await {
+        Ok(_) => DeliveryOutcome::Sent,
+        Err(e) if e.is_permanent() => DeliveryOutcome::Failed(format!(
+            "SMTP server refused: {}",
+            e.status().map(|c| c.to_string()).unwrap_or_default()
+        )),
+        Err(e) if e.is_transient() => DeliveryOutcome::Retry(
+            next,
+            format!(
+                "SMTP server deferred: {}",
+                e.status().map(|c| c.to_string()).unwrap_or_default()
+            ),
+        ),
+        Err(e) if e.is_tls() => {
+            DeliveryOutcome::Retry(next, "TLS with the SMTP server failed".into())
+        }
+        Err(_) => DeliveryOutcome::Retry(next, "could not reach the SMTP server".into()),
+    }
 }
 
 fn summary_line(a: &AlertNotice) -> String {
@@ -912,6 +1147,7 @@ fn build_requests(
                 })
                 .collect())
         }
+        ChannelKind::Email => Err("e-mail is not sent over HTTP".into()),
     }
 }
 

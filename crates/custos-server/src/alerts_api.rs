@@ -418,15 +418,20 @@ pub async fn put_channel(
     let put: ChannelPut = parse_json(&raw)?;
     put.check(&name, &state.config.alerts)
         .map_err(ApiError::bad_request)?;
-    let (wrapped, sealed) = state
-        .keys
-        .seal_channel_secret(&name, put.secret.as_bytes())
-        .map_err(ApiError::internal)?;
+    let sealed = match &put.secret {
+        Some(secret) => Some(
+            state
+                .keys
+                .seal_channel_secret(&name, secret.as_bytes())
+                .map_err(ApiError::internal)?,
+        ),
+        None => None,
+    };
     let now = state.clock.now();
     let row = ChannelRow {
         name: name.clone(),
         spec_json: serde_json::to_string(&put.spec).map_err(ApiError::internal)?,
-        secret_sealed: Some(sealed),
+        secret_sealed: sealed.as_ref().map(|(_, s)| s.clone()),
         updated_by: crate::auth::Actor::of(&who.principal).id,
         updated_at: now,
     };
@@ -440,12 +445,12 @@ pub async fn put_channel(
     );
     state
         .store
-        .put_channel(&row, Some(&wrapped), &audit)
+        .put_channel(&row, sealed.as_ref().map(|(w, _)| w), &audit)
         .await?;
     Ok(Json(ChannelBody {
         name,
+        has_secret: put.secret.is_some(),
         spec: put.spec,
-        has_secret: true,
         updated_by: row.updated_by,
         updated_at: now,
     }))

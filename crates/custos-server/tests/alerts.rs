@@ -385,3 +385,153 @@ async fn one_replica_evaluates_at_a_time() {
     );
     s.stop().await;
 }
+
+/// A local SMTP server (Debian `python3-aiosmtpd`) that requires STARTTLS with a certificate
+/// made here, writing each message into a Maildir.
+struct SmtpSink {
+    child: std::process::Child,
+    port: u16,
+    maildir: std::path::PathBuf,
+    ca_file: std::path::PathBuf,
+}
+
+impl SmtpSink {
+    async fn start(dir: &std::path::Path) -> SmtpSink {
+        let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+        params.is_ca = rcgen::IsCa::ExplicitNoCa;
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let (cert_file, key_file) = (dir.join("smtp-cert.pem"), dir.join("smtp-key.pem"));
+        std::fs::write(&cert_file, cert.pem()).unwrap();
+        std::fs::write(&key_file, key.serialize_pem()).unwrap();
+        let port = common::free_port();
+        let maildir = dir.join("maildir");
+        let child = std::process::Command::new("/usr/bin/python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .arg("--tlscert")
+            .arg(&cert_file)
+            .arg("--tlskey")
+            .arg(&key_file)
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&maildir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect_or_explain();
+        let deadline = Instant::now() + std::time::Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "the SMTP sink did not start");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        SmtpSink {
+            child,
+            port,
+            maildir,
+            ca_file: cert_file,
+        }
+    }
+
+    fn messages(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.maildir.join("new")) else {
+            return Vec::new();
+        };
+        entries
+            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+trait ExplainSpawn {
+    fn expect_or_explain(self) -> std::process::Child;
+}
+
+impl ExplainSpawn for std::io::Result<std::process::Child> {
+    fn expect_or_explain(self) -> std::process::Child {
+        self.unwrap_or_else(|e| {
+            panic!("cannot run /usr/bin/python3 -m aiosmtpd (Debian python3-aiosmtpd): {e}")
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_model_alerts_by_email_over_starttls() {
+    let site = Site::new(common::Backend::Sqlite);
+    let smtp = SmtpSink::start(site.dir.path()).await;
+    let mut config = site.config();
+    config.alerts.evaluation_seconds = 1;
+    let s = site.start_with(config).await;
+    s.register_fraud_model().await;
+    let channel = json!({"kind": "email", "smtp_host": "127.0.0.1", "smtp_port": smtp.port,
+        "smtp_ca_file": smtp.ca_file, "from": "custos@example.test",
+        "to": ["oncall@example.test", "ml-team@example.test"]});
+    let r = put(&s, "/api/v1/alert-channels/mail", &s.admin, &channel).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    // A model that never sent anything is silent since its registration.
+    let rules = json!({"rules": [{"name": "silent", "metric": "freshness.silence_minutes",
+        "condition": "above", "threshold": 0, "severity": "critical",
+        "annotations": {"summary": "{{ model }} sent nothing for {{ value }} minutes"}}]});
+    let r = put(&s, "/api/v1/models/fraud-v3/alerts", &s.admin, &rules).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    let message = loop {
+        if let Some(m) = smtp.messages().into_iter().next() {
+            break m;
+        }
+        if Instant::now() > deadline {
+            let d = s.get("/api/v1/alert-deliveries", Some(&s.admin)).await;
+            panic!("no e-mail after 60 s; deliveries: {}", d.body);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    // Undo CRLF, header folding and quoted-printable soft line breaks.
+    let message = message
+        .replace("\r\n", "\n")
+        .replace("\n ", " ")
+        .replace("=\n", "");
+    assert!(
+        message.contains(
+            "Subject: [Custos] [FIRING] fraud-v3 / silent (critical): fraud-v3 sent nothing for"
+        ),
+        "{message}"
+    );
+    assert!(
+        message.contains("To: oncall@example.test, ml-team@example.test"),
+        "{message}"
+    );
+    assert!(
+        message.contains("metric freshness.silence_minutes"),
+        "{message}"
+    );
+    let d = s.get("/api/v1/alert-deliveries", Some(&s.admin)).await;
+    assert_eq!(d.body["deliveries"][0]["status"], "sent", "{:?}", d.body);
+    // Settings that belong to another kind, or a missing recipient list, are refused.
+    let mut wrong = channel.clone();
+    wrong["to"] = json!([]);
+    assert_eq!(
+        put(&s, "/api/v1/alert-channels/m2", &s.admin, &wrong)
+            .await
+            .status,
+        400
+    );
+    let mut wrong = channel.clone();
+    wrong["kind"] = json!("webhook");
+    wrong["url"] = json!("https://hooks.example.org/");
+    wrong["secret"] = json!("0123456789abcdef0123");
+    assert_eq!(
+        put(&s, "/api/v1/alert-channels/m3", &s.admin, &wrong)
+            .await
+            .status,
+        400
+    );
+    s.stop().await;
+}
