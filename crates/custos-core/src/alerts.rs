@@ -44,6 +44,13 @@ pub const PERFORMANCE_METRICS: [&str; 10] = [
     "mape",
     "r2",
 ];
+/// Data-quality measures a rule may watch, per feature.
+pub const QUALITY_METRICS: [&str; 4] = [
+    "missing_share",
+    "invalid_share",
+    "out_of_range_share",
+    "unseen_share",
+];
 /// Estimated (CBPE) metrics a rule may watch.
 pub const ESTIMATED_METRICS: [&str; 5] = ["roc_auc", "accuracy", "precision", "recall", "f1"];
 
@@ -62,8 +69,10 @@ pub enum AlertMetric {
     Performance(String),
     /// `estimated.<metric>`: CBPE estimate, before labels arrive.
     Estimated(String),
-    /// `quality.missing_share`: share of rows missing a feature (per feature).
-    MissingShare,
+    /// `quality.<missing_share|invalid_share|out_of_range_share|unseen_share>` (per feature):
+    /// missing values, non-finite numbers, numbers outside the reference range, categories the
+    /// reference never saw.
+    Quality(String),
     /// `volume.rows`: rows received in the evaluation window.
     VolumeRows,
     /// `freshness.silence_minutes`: minutes since the newest event (since registration when
@@ -76,7 +85,7 @@ impl AlertMetric {
     pub fn per_feature(&self) -> bool {
         matches!(
             self,
-            AlertMetric::DriftStatistic | AlertMetric::DriftDetected | AlertMetric::MissingShare
+            AlertMetric::DriftStatistic | AlertMetric::DriftDetected | AlertMetric::Quality(_)
         )
     }
 
@@ -101,7 +110,7 @@ impl fmt::Display for AlertMetric {
             AlertMetric::DatasetDrift => f.write_str("drift.dataset"),
             AlertMetric::Performance(m) => write!(f, "performance.{m}"),
             AlertMetric::Estimated(m) => write!(f, "estimated.{m}"),
-            AlertMetric::MissingShare => f.write_str("quality.missing_share"),
+            AlertMetric::Quality(m) => write!(f, "quality.{m}"),
             AlertMetric::VolumeRows => f.write_str("volume.rows"),
             AlertMetric::SilenceMinutes => f.write_str("freshness.silence_minutes"),
         }
@@ -117,7 +126,6 @@ impl FromStr for AlertMetric {
             "drift.detected" => AlertMetric::DriftDetected,
             "drift.share" => AlertMetric::DriftShare,
             "drift.dataset" => AlertMetric::DatasetDrift,
-            "quality.missing_share" => AlertMetric::MissingShare,
             "volume.rows" => AlertMetric::VolumeRows,
             "freshness.silence_minutes" => AlertMetric::SilenceMinutes,
             other => {
@@ -125,6 +133,10 @@ impl FromStr for AlertMetric {
                     && PERFORMANCE_METRICS.contains(&m)
                 {
                     AlertMetric::Performance(m.to_owned())
+                } else if let Some(m) = other.strip_prefix("quality.")
+                    && QUALITY_METRICS.contains(&m)
+                {
+                    AlertMetric::Quality(m.to_owned())
                 } else if let Some(m) = other.strip_prefix("estimated.")
                     && ESTIMATED_METRICS.contains(&m)
                 {
@@ -133,9 +145,10 @@ impl FromStr for AlertMetric {
                     return Err(format!(
                         "unknown metric '{other}': expected drift.statistic, drift.detected, \
                          drift.share, drift.dataset, performance.<{}>, estimated.<{}>, \
-                         quality.missing_share, volume.rows or freshness.silence_minutes",
+                         quality.<{}>, volume.rows or freshness.silence_minutes",
                         PERFORMANCE_METRICS.join("|"),
-                        ESTIMATED_METRICS.join("|")
+                        ESTIMATED_METRICS.join("|"),
+                        QUALITY_METRICS.join("|")
                     ));
                 }
             }

@@ -402,7 +402,8 @@ struct Observations {
     dataset_drift: Option<bool>,
     performance: BTreeMap<String, f64>,
     estimated: BTreeMap<String, f64>,
-    missing: BTreeMap<String, f64>,
+    /// Per quality measure, per feature.
+    quality: BTreeMap<String, BTreeMap<String, f64>>,
     volume: f64,
     silence_minutes: f64,
 }
@@ -464,16 +465,38 @@ async fn observe(
         .map(|(_, n)| n)
         .sum();
     obs.volume = volume as f64;
-    if needs(|m| matches!(m, AlertMetric::MissingShare)) {
+    if needs(|m| matches!(m, AlertMetric::Quality(_))) {
         let quality = crate::quality::quality(state, entry, None, window).await?;
-        obs.missing = quality
-            .features
-            .into_iter()
-            .filter_map(|f| {
-                let share = f.report.get("missing_share").and_then(number_of)?;
-                Some((f.feature, share))
-            })
-            .collect();
+        for f in quality.features {
+            let report = &f.report;
+            let share_of = |part: &str| {
+                report
+                    .get(part)
+                    .and_then(|o| o.get("share"))
+                    .and_then(serde_json::Value::as_f64)
+            };
+            let (out_of_range, unseen) = (share_of("out_of_range"), share_of("unseen"));
+            let measures = [
+                (
+                    "missing_share",
+                    report.get("missing_share").and_then(number_of),
+                ),
+                (
+                    "invalid_share",
+                    report.get("invalid_share").and_then(number_of),
+                ),
+                ("out_of_range_share", out_of_range),
+                ("unseen_share", unseen),
+            ];
+            for (name, value) in measures {
+                if let Some(v) = value {
+                    obs.quality
+                        .entry(name.to_owned())
+                        .or_default()
+                        .insert(f.feature.clone(), v);
+                }
+            }
+        }
     }
     let cap = config
         .max_performance_rows
@@ -527,9 +550,12 @@ fn samples(rule: &AlertRule, obs: &Observations) -> Vec<(String, Option<f64>)> {
         AlertMetric::DriftDetected => {
             per_feature(obs.drift.iter().map(|(k, v)| (k, flag(v.1))).collect())
         }
-        AlertMetric::MissingShare => {
-            per_feature(obs.missing.iter().map(|(k, v)| (k, *v)).collect())
-        }
+        AlertMetric::Quality(m) => per_feature(
+            obs.quality
+                .get(m)
+                .map(|by_feature| by_feature.iter().map(|(k, v)| (k, *v)).collect())
+                .unwrap_or_default(),
+        ),
         AlertMetric::DriftShare => vec![(String::new(), obs.drift_share)],
         AlertMetric::DatasetDrift => vec![(String::new(), obs.dataset_drift.map(flag))],
         AlertMetric::Performance(m) => vec![(String::new(), obs.performance.get(m).copied())],

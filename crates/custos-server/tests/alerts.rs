@@ -28,6 +28,11 @@ type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
 
 /// A local webhook receiver that answers 503 to its first request and 200 afterwards.
 async fn receiver() -> (String, Received) {
+    receiver_failing_first(true).await
+}
+
+/// A local webhook receiver; with `fail_first` its first answer is 503.
+async fn receiver_failing_first(fail_first: bool) -> (String, Received) {
     let received: Received = Arc::default();
     let calls = Arc::new(Mutex::new(0u32));
     let store = Arc::clone(&received);
@@ -39,7 +44,7 @@ async fn receiver() -> (String, Received) {
             async move {
                 let mut n = calls.lock().unwrap();
                 *n += 1;
-                if *n == 1 {
+                if fail_first && *n == 1 {
                     return StatusCode::SERVICE_UNAVAILABLE;
                 }
                 let signature = headers
@@ -534,4 +539,155 @@ async fn a_silent_model_alerts_by_email_over_starttls() {
         400
     );
     s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silences_mute_notifications_and_acknowledgements_are_recorded() {
+    let site = Site::new(common::Backend::Sqlite);
+    let mut config = site.config();
+    config.alerts.evaluation_seconds = 1;
+    config.alerts.allow_plaintext_loopback = true;
+    let s = site.start_with(config).await;
+    let (hook, received) = receiver().await;
+    s.register_fraud_model().await;
+    let channel = json!({"kind": "webhook", "url": hook, "secret": SECRET});
+    assert_eq!(
+        put(&s, "/api/v1/alert-channels/ops", &s.admin, &channel)
+            .await
+            .status,
+        200
+    );
+    let oncall = s
+        .token(&[("alerts:write", "fraud-v3"), ("alerts:read", "fraud-v3")])
+        .await;
+    // Silenced before the rule exists, so its first firing is muted.
+    let silence = json!({"rule": "silent", "duration": "1h", "comment": "maintenance window"});
+    let r = s
+        .post_json("/api/v1/models/fraud-v3/silences", Some(&oncall), &silence)
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    for (bad, why) in [
+        (json!({"duration": "31d", "comment": "x"}), "too long"),
+        (json!({"duration": "1h", "comment": " "}), "no comment"),
+    ] {
+        let r = s
+            .post_json("/api/v1/models/fraud-v3/silences", Some(&oncall), &bad)
+            .await;
+        assert_eq!(r.status, 400, "{why}: {:?}", r.body);
+    }
+    let rules = json!({"rules": [{"name": "silent", "metric": "freshness.silence_minutes",
+        "condition": "above", "threshold": 0, "severity": "critical"}]});
+    assert_eq!(
+        put(&s, "/api/v1/models/fraud-v3/alerts", &oncall, &rules)
+            .await
+            .status,
+        200
+    );
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    while series_state(&s, "fraud-v3", "silent").await.as_deref() != Some("firing") {
+        assert!(Instant::now() < deadline, "the rule never fired");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // Evaluation went on (firing, visible), but nothing was queued or sent.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let d = s.get("/api/v1/alert-deliveries", Some(&s.admin)).await;
+    assert_eq!(d.body["deliveries"], json!([]), "{:?}", d.body);
+    assert!(received.lock().unwrap().is_empty());
+    let r = s.get("/api/v1/models/fraud-v3/alerts", Some(&oncall)).await;
+    assert_eq!(r.body["silences"][0]["comment"], "maintenance window");
+
+    // Acknowledging the firing alert is recorded and shown; an alert that is not firing cannot
+    // be acknowledged.
+    let ack = json!({"rule": "silent"});
+    let r = s
+        .post_json(
+            "/api/v1/models/fraud-v3/alerts/acknowledge",
+            Some(&oncall),
+            &ack,
+        )
+        .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    let r = s.get("/api/v1/models/fraud-v3/alerts", Some(&oncall)).await;
+    assert!(
+        r.body["series"][0]["acknowledged_by"].is_string(),
+        "{:?}",
+        r.body
+    );
+    let r = s
+        .post_json(
+            "/api/v1/models/fraud-v3/alerts/acknowledge",
+            Some(&oncall),
+            &json!({"rule": "no-such-rule"}),
+        )
+        .await;
+    assert_eq!(r.status, 404, "{:?}", r.body);
+    let audit = s.get("/api/v1/audit?limit=1000", Some(&s.admin)).await;
+    let actions: Vec<&str> = audit.body["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["record"]["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"alert.silence") && actions.contains(&"alert.acknowledge"));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_and_pagerduty_receive_their_own_formats() {
+    let site = Site::new(common::Backend::Sqlite);
+    let mut config = site.config();
+    config.alerts.evaluation_seconds = 1;
+    config.alerts.allow_plaintext_loopback = true;
+    let s = site.start_with(config).await;
+    let (slack_url, slack) = receiver_failing_first(false).await;
+    let (pd_url, pagerduty) = receiver_failing_first(false).await;
+    s.register_fraud_model().await;
+    let routing_key = "R0UT1NGKEY0123456789abcdef012345";
+    for (name, body) in [
+        ("chat", json!({"kind": "slack", "secret": slack_url})),
+        (
+            "pager",
+            json!({"kind": "pagerduty", "url": pd_url, "secret": routing_key,
+                         "min_severity": "critical"}),
+        ),
+    ] {
+        let r = put(
+            &s,
+            &format!("/api/v1/alert-channels/{name}"),
+            &s.admin,
+            &body,
+        )
+        .await;
+        assert_eq!(r.status, 200, "{name}: {:?}", r.body);
+    }
+    let rules = json!({"rules": [{"name": "silent", "metric": "freshness.silence_minutes",
+        "condition": "above", "threshold": 0, "severity": "critical",
+        "annotations": {"summary": "{{ model }} is silent"}}]});
+    assert_eq!(
+        put(&s, "/api/v1/models/fraud-v3/alerts", &s.admin, &rules)
+            .await
+            .status,
+        200
+    );
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    while slack.lock().unwrap().is_empty() || pagerduty.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "no notification after 30 s");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (_, body) = slack.lock().unwrap()[0].clone();
+    let text: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        text,
+        json!({"text": "[FIRING] fraud-v3 / silent (critical): fraud-v3 is silent"})
+    );
+    let (_, body) = pagerduty.lock().unwrap()[0].clone();
+    let event: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(event["routing_key"], routing_key);
+    assert_eq!(event["event_action"], "trigger");
+    assert_eq!(event["payload"]["severity"], "critical");
+    assert_eq!(event["payload"]["source"], "custos");
+    assert_eq!(event["payload"]["component"], "fraud-v3");
+    assert_eq!(event["dedup_key"].as_str().unwrap().len(), 16);
+    s.stop().await;
+    common::assert_absent_from_store(&site, &[routing_key]);
 }

@@ -58,6 +58,12 @@ enum Resource {
     Monitoring { model: String, config: Value },
     /// A model's alert rules.
     AlertRules { model: String, rules: Vec<Value> },
+    /// The complete role bindings of an existing user (users and their passwords are created
+    /// by an administrator, not from files).
+    UserRoles {
+        user: String,
+        roles: Vec<RoleBinding>,
+    },
     /// A notification channel; the secret from a file or an environment variable.
     Channel {
         name: String,
@@ -67,6 +73,14 @@ enum Resource {
         #[serde(default)]
         secret_env: Option<String>,
     },
+}
+
+/// One role binding of a user.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleBinding {
+    role: String,
+    model: String,
 }
 
 /// A file holds one resource or a list of them.
@@ -119,6 +133,7 @@ fn read_dir(dir: &Path) -> anyhow::Result<Vec<Loaded>> {
         Resource::Channel { .. } => 1,
         Resource::Monitoring { .. } => 2,
         Resource::AlertRules { .. } => 3,
+        Resource::UserRoles { .. } => 4,
     });
     Ok(out)
 }
@@ -362,6 +377,49 @@ async fn plan(api: &Api, loaded: &Loaded, reason: &str) -> anyhow::Result<Plan> 
                         reqwest::Method::PUT,
                         format!("{path}?reason={reason_query}"),
                         desired,
+                    )
+                }),
+            })
+        }
+        Resource::UserRoles { user, roles } => {
+            let current = api
+                .call(reqwest::Method::GET, "/api/v1/users", None)
+                .await?;
+            if current.status != 200 {
+                anyhow::bail!("{where_}: cannot read the users: {}", refusal(&current));
+            }
+            let found = current
+                .body
+                .get("users")
+                .and_then(Value::as_array)
+                .and_then(|all| all.iter().find(|u| u.get("name") == Some(&json!(user))))
+                .cloned()
+                .ok_or_else(|| anyhow::anyhow!("{where_}: there is no user {user}"))?;
+            let id = found
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let mut now: Vec<RoleBinding> = serde_json::from_value(field(&found, "roles"))
+                .map_err(|e| anyhow::anyhow!("the server's roles of {user}: {e}"))?;
+            let mut desired = roles.clone();
+            desired.sort();
+            desired.dedup();
+            // Bindings are a set: compared as `role@model` strings, which the diff treats as a
+            // set (order means nothing; each added or removed binding is one line).
+            let as_set = |b: &[RoleBinding]| -> Value {
+                json!({ "roles": b.iter().map(|b| format!("{}@{}", b.role, b.model)).collect::<Vec<_>>() })
+            };
+            now.sort();
+            let changes = diff(&as_set(&now), &as_set(&desired))?;
+            Ok(Plan {
+                title: format!("roles of user {user}"),
+                lines: change_lines(&changes),
+                request: (!changes.is_empty()).then(|| {
+                    (
+                        reqwest::Method::PUT,
+                        format!("/api/v1/users/{id}/roles"),
+                        json!({ "roles": desired }),
                     )
                 }),
             })

@@ -97,6 +97,22 @@ async fn apply_shows_the_diff_applies_versions_and_respects_scopes() {
     )
     .unwrap();
     std::fs::write(dir.join("40-alerts.yaml"), rules_yaml(0.2)).unwrap();
+    let r = http
+        .post(format!("http://127.0.0.1:{port}/api/v1/users"))
+        .bearer_auth(&admin)
+        .json(
+            &json!({"name": "ada", "password": "a long passphrase for ada",
+                      "roles": [{"role": "data-scientist", "model": "fraud-v3"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    std::fs::write(
+        dir.join("50-people.yaml"),
+        "kind: user_roles\nuser: ada\nroles:\n  - {role: auditor, model: \"*\"}\n  - {role: data-scientist, model: fraud-v3}\n",
+    )
+    .unwrap();
 
     // Dry run: the exact difference, nothing changed.
     let (code, out) = apply(port, &admin_file, &dir, true);
@@ -106,7 +122,8 @@ async fn apply_shows_the_diff_applies_versions_and_respects_scopes() {
         "~ channel ops\n    + created (new; secret from its source)",
         "~ monitoring of fraud-v3\n    ~ /drift/drift_share: 0.5 → 0.4\n",
         "~ alert rules of fraud-v3\n    + /rules/0: {\"condition\":\"above\",\"feature\":\"amount\",\"for\":\"10m\",\"metric\":\"drift.statistic\",\"name\":\"amount-drift\",\"severity\":\"critical\",\"threshold\":0.2}",
-        "4 resources: 4 would change, 0 unchanged, 0 refused",
+        "~ roles of user ada\n    + /roles/auditor@*: \"auditor@*\"\n",
+        "5 resources: 5 would change, 0 unchanged, 0 refused",
     ] {
         assert!(out.contains(line), "missing {line:?} in:\n{out}");
     }
@@ -123,7 +140,7 @@ async fn apply_shows_the_diff_applies_versions_and_respects_scopes() {
     let (code, out) = apply(port, &admin_file, &dir, true);
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.contains("4 resources: 0 would change, 4 unchanged, 0 refused"),
+        out.contains("5 resources: 0 would change, 5 unchanged, 0 refused"),
         "{out}"
     );
     let history = get(
