@@ -15,7 +15,9 @@
 
 mod dir;
 
-pub use dir::{load_or_create_kek_dir, rotate_kek_dir};
+pub use dir::{
+    RetiringKek, begin_retire_kek, load_kek_dir, load_or_create_kek_dir, rotate_kek_dir,
+};
 
 use crate::error::CryptoError;
 use crate::gcm::{self, NONCE_LEN, TAG_LEN};

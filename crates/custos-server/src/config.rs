@@ -115,7 +115,7 @@ pub struct StoreConfig {
 }
 
 /// `[keys]`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeysConfig {
     /// Directory of key-encryption-key files (`kek-v<N>.key`, mode 0600). Default `<data_dir>/keys`.
@@ -123,6 +123,18 @@ pub struct KeysConfig {
     /// A base64 key-encryption key given directly (use `CUSTOS_KEYS__KEK_FILE` to read it from a
     /// secret file). When set, `kek_dir` is not used.
     pub kek: Option<Secret>,
+    /// While sealed (keys unavailable at start), seconds between attempts to load them. Default 5.
+    pub unseal_retry_seconds: u64,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        Self {
+            kek_dir: None,
+            kek: None,
+            unseal_retry_seconds: 5,
+        }
+    }
 }
 
 /// `[limits]`.

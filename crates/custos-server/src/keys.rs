@@ -3,9 +3,16 @@
 //!
 //! Unwrapped data keys are cached in memory (bounded) because ingest needs one per batch; the
 //! cache holds keys, never payloads. Nothing here logs key material.
+//!
+//! KEK rotation while running: with a KEK directory, the ring is re-read before every new wrap
+//! (new data keys and secrets are rare: one per model and day) and whenever a stored key names a
+//! version the ring does not hold, so a `custos keys rotate` + `rewrap` done while the server
+//! runs neither breaks it nor leaves it wrapping under the old version. A fixed key
+//! (`keys.kek`) has nothing to re-read.
 
 use crate::config::Config;
 use custos_core::{Clock, Partition};
+use custos_crypto::CryptoError;
 use custos_crypto::WrappedKey;
 use custos_crypto::auditlog::AuditHasher;
 use custos_crypto::checkpoint::NoteSigner;
@@ -14,7 +21,8 @@ use custos_crypto::pseudonym::{HmacPseudonymizer, SecretBytes};
 use custos_crypto::token::TokenHasher;
 use custos_store::Store;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
 use zeroize::Zeroizing;
 
 const DATA_KEY_CACHE_LIMIT: usize = 4_096;
@@ -40,6 +48,18 @@ pub enum KeyError {
     /// Stored key material disagrees with itself.
     #[error("{0}")]
     Inconsistent(String),
+    /// The store holds wrapped keys but the key provider has no KEK that unwraps them (key
+    /// directory missing or unreadable, version absent). The server starts sealed and retries.
+    #[error("the key-encryption keys are unavailable: {0}")]
+    Unavailable(custos_crypto::CryptoError),
+}
+
+impl KeyError {
+    /// Whether this is the provider being unreachable (seal and retry) rather than a
+    /// misconfiguration or damage (refuse to start).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
 }
 
 /// The stored-secret name of checkpoint signing key `version`.
@@ -47,9 +67,139 @@ fn signing_secret_name(version: i64) -> String {
     format!("audit-signing-key-v{version}")
 }
 
+/// Where the key-encryption keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KekSource {
+    /// `keys.kek` (environment or secret file): one key, version 1. Rotating it means
+    /// configuring a new key directory (see docs/OPERATIONS.md).
+    Fixed,
+    /// A directory of `kek-v<N>.key` files, the highest version current.
+    Dir(PathBuf),
+}
+
+/// The provider the configuration names.
+pub fn kek_source(config: &Config) -> KekSource {
+    if config.keys.kek.is_some() {
+        return KekSource::Fixed;
+    }
+    KekSource::Dir(
+        config
+            .keys
+            .kek_dir
+            .clone()
+            .unwrap_or_else(|| config.server.data_dir.join("keys")),
+    )
+}
+
+/// Loads the key-encryption keys named by the configuration. On a store that holds no wrapped
+/// key yet (first start) a missing key directory is created with a fresh `kek-v1.key`; once the
+/// store holds wrapped keys nothing is ever created, and a directory that cannot be read is
+/// [`KeyError::Unavailable`] (loose permissions stay a hard refusal).
+pub async fn load_kek_ring(config: &Config, store: &Store) -> Result<KekRing, KeyError> {
+    match kek_source(config) {
+        KekSource::Fixed => {
+            let kek = config
+                .keys
+                .kek
+                .as_ref()
+                .ok_or_else(|| KeyError::Inconsistent("keys.kek vanished".into()))?;
+            let kek: Kek = custos_crypto::keys::kek_from_base64(1, kek.expose())?;
+            Ok(KekRing::new(kek, Vec::new()))
+        }
+        KekSource::Dir(dir) => {
+            if store.kek_usage().await?.is_empty() {
+                return Ok(custos_crypto::keys::load_or_create_kek_dir(&dir)?);
+            }
+            load_existing(&dir)
+        }
+    }
+}
+
+fn load_existing(dir: &std::path::Path) -> Result<KekRing, KeyError> {
+    custos_crypto::keys::load_kek_dir(dir).map_err(|e| match e {
+        e @ CryptoError::InsecurePermissions { .. } => KeyError::Crypto(e),
+        e => KeyError::Unavailable(e),
+    })
+}
+
+/// The loaded ring and where to re-read it from.
+struct Ring {
+    ring: RwLock<KekRing>,
+    source: KekSource,
+}
+
+impl Ring {
+    fn current(&self) -> Result<KekRing, KeyError> {
+        self.ring
+            .read()
+            .map(|r| r.clone())
+            .map_err(|_| KeyError::Inconsistent("key ring lock poisoned".into()))
+    }
+
+    /// Re-reads the directory; a fixed key is returned as is.
+    fn reload(&self) -> Result<KekRing, KeyError> {
+        let KekSource::Dir(dir) = &self.source else {
+            return self.current();
+        };
+        let fresh = load_existing(dir)?;
+        let mut ring = self
+            .ring
+            .write()
+            .map_err(|_| KeyError::Inconsistent("key ring lock poisoned".into()))?;
+        if ring.versions() != fresh.versions() {
+            tracing::info!(
+                current = fresh.current_version(),
+                versions = ?fresh.versions(),
+                "re-read the key-encryption keys"
+            );
+        }
+        *ring = fresh.clone();
+        Ok(fresh)
+    }
+
+    /// The ring to wrap a new key with: re-read first, so that nothing new is wrapped under a
+    /// version an operator has rotated away from. Fails closed if the directory cannot be read.
+    fn for_wrap(&self) -> Result<KekRing, KeyError> {
+        self.reload()
+    }
+
+    /// Runs an unwrap; if the stored key names a version this ring does not hold (a rewrap
+    /// done by `custos keys rewrap` after a rotation), re-reads the ring once and retries.
+    fn unwrap<T>(&self, f: impl Fn(&KekRing) -> Result<T, CryptoError>) -> Result<T, KeyError> {
+        match f(&self.current()?) {
+            Err(CryptoError::UnknownKekVersion(_)) if matches!(self.source, KekSource::Dir(_)) => {
+                Ok(f(&self.reload()?)?)
+            }
+            other => Ok(other?),
+        }
+    }
+}
+
+async fn stored_secret(store: &Store, ring: &Ring, name: &str) -> Result<SecretBytes, KeyError> {
+    if let Some(wrapped) = store.get_secret(name).await? {
+        return ring
+            .unwrap(|r| custos_crypto::keys::unwrap_secret(r, name, &wrapped))
+            .map_err(unavailable_if_unknown);
+    }
+    let fresh = SecretBytes::generate()?;
+    let wrapped = custos_crypto::keys::wrap_secret(&ring.for_wrap()?, name, &fresh)?;
+    // Another replica may have won the race; whichever row is stored is the one every replica uses.
+    let winner = store.insert_secret_if_absent(name, &wrapped).await?;
+    ring.unwrap(|r| custos_crypto::keys::unwrap_secret(r, name, &winner))
+}
+
+/// A stored key naming a version the provider does not have is the provider being
+/// unavailable (the server seals), not damage.
+fn unavailable_if_unknown(e: KeyError) -> KeyError {
+    match e {
+        KeyError::Crypto(e @ CryptoError::UnknownKekVersion(_)) => KeyError::Unavailable(e),
+        other => other,
+    }
+}
+
 /// Keys the running server holds.
 pub struct KeyService {
-    ring: KekRing,
+    ring: Ring,
     store: Store,
     pseudonymizer: HmacPseudonymizer,
     token_hasher: TokenHasher,
@@ -62,43 +212,23 @@ pub struct KeyService {
 impl std::fmt::Debug for KeyService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyService")
-            .field("kek_version", &self.ring.current_version())
+            .field("kek_source", &self.ring.source)
             .finish_non_exhaustive()
     }
-}
-
-/// Loads the key-encryption keys named by the configuration.
-pub fn load_kek_ring(config: &Config) -> Result<KekRing, KeyError> {
-    if let Some(kek) = &config.keys.kek {
-        let kek: Kek = custos_crypto::keys::kek_from_base64(1, kek.expose())?;
-        return Ok(KekRing::new(kek, Vec::new()));
-    }
-    let dir = config
-        .keys
-        .kek_dir
-        .clone()
-        .unwrap_or_else(|| config.server.data_dir.join("keys"));
-    Ok(custos_crypto::keys::load_or_create_kek_dir(&dir)?)
-}
-
-async fn stored_secret(store: &Store, ring: &KekRing, name: &str) -> Result<SecretBytes, KeyError> {
-    if let Some(wrapped) = store.get_secret(name).await? {
-        return Ok(custos_crypto::keys::unwrap_secret(ring, name, &wrapped)?);
-    }
-    let fresh = SecretBytes::generate()?;
-    let wrapped = custos_crypto::keys::wrap_secret(ring, name, &fresh)?;
-    // Another replica may have won the race; whichever row is stored is the one every replica uses.
-    let winner = store.insert_secret_if_absent(name, &wrapped).await?;
-    Ok(custos_crypto::keys::unwrap_secret(ring, name, &winner)?)
 }
 
 impl KeyService {
     /// Unwraps (or creates) the instance secrets.
     pub async fn open(
         ring: KekRing,
+        source: KekSource,
         store: Store,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, KeyError> {
+        let ring = Ring {
+            ring: RwLock::new(ring),
+            source,
+        };
         let pii = stored_secret(&store, &ring, SECRET_PII_HMAC).await?;
         let event = stored_secret(&store, &ring, SECRET_EVENT_HMAC).await?;
         let ff1 = stored_secret(&store, &ring, SECRET_FF1).await?;
@@ -118,6 +248,14 @@ impl KeyService {
             clock,
             data_keys: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The KEK versions loaded now, current first (no key material).
+    pub fn kek_versions(&self) -> Vec<u32> {
+        self.ring
+            .current()
+            .map(|r| r.versions())
+            .unwrap_or_default()
     }
 
     /// The keyed pseudonym functions masking uses.
@@ -160,16 +298,16 @@ impl KeyService {
             partition,
         };
         let key = match self.store.get_data_key(model_id, partition).await? {
-            Some(wrapped) => self.ring.unwrap(&context, &wrapped)?,
+            Some(wrapped) => self.ring.unwrap(|r| r.unwrap(&context, &wrapped))?,
             None => {
                 let fresh = DataKey::generate()?;
-                let wrapped = self.ring.wrap(&context, &fresh)?;
+                let wrapped = self.ring.for_wrap()?.wrap(&context, &fresh)?;
                 let now = self.clock.now();
                 let winner = self
                     .store
                     .insert_data_key_if_absent(model_id, partition, &wrapped, now)
                     .await?;
-                self.ring.unwrap(&context, &winner)?
+                self.ring.unwrap(|r| r.unwrap(&context, &winner))?
             }
         };
         let key = Arc::new(key);
@@ -193,6 +331,7 @@ impl KeyService {
         let key = DataKey::generate()?;
         let wrapped = self
             .ring
+            .for_wrap()?
             .wrap(&KeyContext::Secret { name: name.clone() }, &key)?;
         let sealed = custos_crypto::seal_blob(
             &key,
@@ -223,7 +362,7 @@ impl KeyService {
             .ok_or_else(|| KeyError::Inconsistent("the channel's key is missing".into()))?;
         let key = self
             .ring
-            .unwrap(&KeyContext::Secret { name: name.clone() }, &wrapped)?;
+            .unwrap(|r| r.unwrap(&KeyContext::Secret { name: name.clone() }, &wrapped))?;
         Ok(Zeroizing::new(custos_crypto::open_blob(
             &key,
             0,

@@ -21,6 +21,7 @@ pub mod group_roles;
 pub mod history_api;
 pub mod ingest;
 pub mod jobs;
+pub mod kek_admin;
 pub mod keys;
 pub mod ldap;
 pub mod limits;
@@ -35,6 +36,7 @@ pub mod quality;
 pub mod query;
 pub mod reference;
 pub mod report;
+pub mod sealed;
 pub mod sessions;
 pub mod state;
 pub mod tls;
@@ -316,8 +318,14 @@ impl App {
         if config.store.database_url.is_none() {
             bootstrap::restrict_database_files(&config.server.data_dir)?;
         }
-        let ring = keys::load_kek_ring(&config)?;
-        let key_service = keys::KeyService::open(ring, store.clone(), Arc::clone(&clock)).await?;
+        let ring = keys::load_kek_ring(&config, &store).await?;
+        let key_service = keys::KeyService::open(
+            ring,
+            keys::kek_source(&config),
+            store.clone(),
+            Arc::clone(&clock),
+        )
+        .await?;
         let bootstrap_token_path =
             bootstrap::ensure_bootstrap_secret(&store, &key_service, &config.server.data_dir)
                 .await?;
@@ -357,18 +365,12 @@ impl App {
                  proxy on a trusted network; [server.tls] serves TLS directly"
             );
         }
-        let state = self.state.clone();
-        system_audit(
-            &state,
-            "server.start",
+        let running = Running::start(
+            self.state,
             serde_json::json!({ "listen": addr.to_string() }),
         )
         .await?;
-        let jobs = jobs::spawn(state.clone());
-        let audit_job = audit_log::spawn(state.clone());
-        let metrics_job = metrics::spawn(state.clone());
-        let alerts_job = alerting::spawn(state.clone());
-        let app = router(state.clone());
+        let app = router(running.state.clone());
         let result = axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -376,10 +378,39 @@ impl App {
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| StartError::Io(e.to_string()));
-        jobs.abort();
-        audit_job.abort();
-        metrics_job.abort();
-        alerts_job.abort();
+        running.stop().await;
+        result
+    }
+}
+
+/// A serving instance's background work (ingest jobs, audit checkpoints, metrics), started
+/// with the `server.start` audit entry and stopped together with `server.stop` and a final
+/// checkpoint. Used by [`App::serve`] and by a sealed start once it unseals.
+pub(crate) struct Running {
+    pub(crate) state: AppState,
+    jobs: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    pub(crate) async fn start(
+        state: AppState,
+        detail: serde_json::Value,
+    ) -> Result<Running, StartError> {
+        system_audit(&state, "server.start", detail).await?;
+        let jobs = vec![
+            jobs::spawn(state.clone()),
+            audit_log::spawn(state.clone()),
+            metrics::spawn(state.clone()),
+            alerting::spawn(state.clone()),
+        ];
+        Ok(Running { state, jobs })
+    }
+
+    pub(crate) async fn stop(self) {
+        for job in &self.jobs {
+            job.abort();
+        }
+        let state = self.state;
         if let Err(e) = system_audit(&state, "server.stop", serde_json::json!({})).await {
             tracing::error!(error = %e, "could not record the stop");
         }
@@ -388,7 +419,6 @@ impl App {
             tracing::error!(error = %e, "could not sign the final audit checkpoint");
         }
         state.store.close().await;
-        result
     }
 }
 

@@ -417,6 +417,26 @@ impl App {
     }
 }
 
+/// Serves `app` over TLS from `[server.tls]` until `shutdown`: the listener of a sealed start
+/// ([`crate::sealed`]), whose router changes when it unseals.
+pub(crate) async fn serve_router(
+    config: &crate::config::Config,
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let tls = config
+        .server
+        .tls
+        .clone()
+        .ok_or_else(|| StartError::Config("server.tls is not configured".into()))?;
+    let reloader = TlsReloader::new(tls).map_err(|e| StartError::Config(format!("tls: {e}")))?;
+    let drain = Duration::from_secs(config.limits.request_timeout_seconds)
+        .saturating_add(HANDSHAKE_TIMEOUT);
+    accept_loop(listener, reloader, app, shutdown, drain).await;
+    Ok(())
+}
+
 async fn accept_loop(
     listener: tokio::net::TcpListener,
     reloader: TlsReloader,

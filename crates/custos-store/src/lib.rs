@@ -27,6 +27,7 @@ mod convert;
 mod error;
 mod group;
 mod history;
+mod kek;
 mod mirror;
 mod postgres;
 mod sqlite;
@@ -40,6 +41,7 @@ pub mod testing;
 
 pub use error::StoreError;
 pub use history::{ConfigVersionRow, NewConfigVersion, PendingChangeRow};
+pub use kek::{KekUsage, StoredWrappedKey, WrappedKeyChange, WrappedKeyRef};
 pub use mirror::{AuditMirror, MirrorError, MirrorFuture, MirroredEntry};
 pub use types::{
     AuditRow, CheckpointRow, IngestCommit, LabelOutcome, LabelRow, ModelRow, MonitoringConfigRow,

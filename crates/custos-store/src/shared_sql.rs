@@ -61,3 +61,26 @@ macro_rules! in_write_tx {
         }
     };
 }
+
+/// Runs a write transaction on either backend without an audit entry (for bulk maintenance
+/// whose audit entries are written by the caller around the whole run, e.g. KEK rewrap).
+macro_rules! in_plain_write_tx {
+    ($store:expr, |$tx:ident, $sql:ident| $body:expr) => {
+        match &$store.backend {
+            crate::Backend::Sqlite(db) => {
+                let $sql = |s: &str| s.to_owned();
+                let mut $tx = db.write_tx().await?;
+                let out = $body;
+                $tx.commit().await?;
+                out
+            }
+            crate::Backend::Postgres(db) => {
+                let $sql = crate::shared_sql::numbered;
+                let mut $tx = db.pool.begin().await?;
+                let out = $body;
+                $tx.commit().await?;
+                out
+            }
+        }
+    };
+}

@@ -111,7 +111,7 @@ pub struct HashArgs {
     token_file: Option<PathBuf>,
 }
 
-fn local_config(args: &LocalArgs) -> anyhow::Result<Config> {
+pub(crate) fn local_config(args: &LocalArgs) -> anyhow::Result<Config> {
     let mut config = config::load(args.config.as_deref(), std::env::vars())?;
     if let Some(dir) = &args.data_dir {
         config.server.data_dir = dir.clone();
@@ -122,7 +122,7 @@ fn local_config(args: &LocalArgs) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-async fn open_store(args: &LocalArgs) -> anyhow::Result<Store> {
+pub(crate) async fn open_store(args: &LocalArgs) -> anyhow::Result<Store> {
     let config = local_config(args)?;
     if config.store.database_url.is_none() {
         let db = config.server.data_dir.join("custos.db");

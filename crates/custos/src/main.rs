@@ -5,6 +5,7 @@
 mod apply;
 mod audit;
 mod demo;
+mod keys;
 mod reference;
 mod report;
 mod rules;
@@ -56,6 +57,11 @@ enum Command {
     Rules {
         #[command(subcommand)]
         command: rules::RulesCommand,
+    },
+    /// Key-encryption keys: status, rotate, rewrap the stored keys, retire an old version.
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
     },
 }
 
@@ -156,7 +162,27 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if config.server.tls.is_none() {
         custos_server::check_listen_address(listen, config.server.allow_plaintext_behind_proxy)?;
     }
-    let app = App::build(config, Arc::new(SystemClock)).await?;
+    let clock: Arc<dyn custos_core::Clock> = Arc::new(SystemClock);
+    let app = match App::build(config.clone(), Arc::clone(&clock)).await {
+        Ok(app) => app,
+        Err(e) if custos_server::sealed::is_sealed_start(&e) => {
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            let scheme = custos_server::tls::scheme(&config);
+            eprintln!(
+                "Custos is SEALED on {scheme}://{listen}: {:#}",
+                anyhow::Error::from(e)
+            );
+            eprintln!(
+                "  every request but /healthz answers 503; retrying the keys every {} s",
+                config.keys.unseal_retry_seconds.max(1)
+            );
+            custos_server::sealed::serve_sealed(config, clock, listener, shutdown_signal()).await?;
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -243,6 +269,7 @@ fn main() -> std::process::ExitCode {
                     Err(anyhow::Error::new(rules::RuleTestsFailed))
                 }
             }
+            Command::Keys { command } => keys::run(command).await,
         }
     });
     match result {

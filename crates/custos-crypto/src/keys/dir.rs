@@ -85,6 +85,97 @@ pub fn rotate_kek_dir(dir: &Path) -> Result<KekRing, CryptoError> {
     ring_from(dir, read_keks(dir)?)
 }
 
+/// Loads every `kek-v{N}.key` in `dir` without creating anything: a missing directory or one
+/// without key files is an error. This is what a start uses once the store already holds wrapped
+/// keys (a fresh key there would wrap nothing the store holds), and what the key commands use.
+pub fn load_kek_dir(dir: &Path) -> Result<KekRing, CryptoError> {
+    let meta = fs::metadata(dir).map_err(|e| io_bad(dir, &e))?;
+    if !meta.is_dir() {
+        return Err(bad(dir, "not a directory"));
+    }
+    check_mode(dir, &meta)?;
+    ring_from(dir, read_keks(dir)?)
+}
+
+/// A KEK version taken out of the ring but not yet destroyed: its file is renamed to a hidden
+/// name that no load reads, so that the caller can check once more that nothing still uses the
+/// version, then [`RetiringKek::destroy`] it or [`RetiringKek::restore`] it.
+#[derive(Debug)]
+#[must_use = "a retiring key is either destroyed or restored"]
+pub struct RetiringKek {
+    dir: PathBuf,
+    version: u32,
+    hidden: PathBuf,
+}
+
+/// Starts retiring KEK `version` of `dir`: refuses the current (highest) version and a version
+/// that has no file, then hides its file. Nothing is destroyed yet.
+pub fn begin_retire_kek(dir: &Path, version: u32) -> Result<RetiringKek, CryptoError> {
+    let ring = load_kek_dir(dir)?;
+    if ring.current_version() == version {
+        return Err(bad(
+            dir,
+            format!("version {version} is the current KEK: rotate first, then rewrap, then retire"),
+        ));
+    }
+    if !ring.versions().contains(&version) {
+        return Err(bad(
+            dir,
+            format!("there is no KEK version {version} to retire"),
+        ));
+    }
+    let path = dir.join(format!("{FILE_PREFIX}{version}{FILE_SUFFIX}"));
+    let hidden = dir.join(format!(".{FILE_PREFIX}{version}{FILE_SUFFIX}.retiring"));
+    fs::rename(&path, &hidden).map_err(|e| io_bad(&path, &e))?;
+    sync_dir(dir)?;
+    Ok(RetiringKek {
+        dir: dir.to_path_buf(),
+        version,
+        hidden,
+    })
+}
+
+impl RetiringKek {
+    /// The version being retired.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// Overwrites the key file with zeros, flushes, and removes it. (On copy-on-write or
+    /// journalling file systems and SSDs the old blocks may survive the overwrite; the
+    /// operations runbook says so.)
+    pub fn destroy(self) -> Result<(), CryptoError> {
+        let shredded = OpenOptions::new()
+            .write(true)
+            .open(&self.hidden)
+            .and_then(|mut file| {
+                let len = usize::try_from(file.metadata()?.len()).unwrap_or(0);
+                file.write_all(&vec![0u8; len.max(64)])?;
+                file.sync_all()
+            });
+        if let Err(err) = shredded {
+            return Err(io_bad(&self.hidden, &err));
+        }
+        fs::remove_file(&self.hidden).map_err(|e| io_bad(&self.hidden, &e))?;
+        sync_dir(&self.dir)
+    }
+
+    /// Puts the key file back under its name: the version is in the ring again.
+    pub fn restore(self) -> Result<(), CryptoError> {
+        let path = self
+            .dir
+            .join(format!("{FILE_PREFIX}{}{FILE_SUFFIX}", self.version));
+        fs::rename(&self.hidden, &path).map_err(|e| io_bad(&path, &e))?;
+        sync_dir(&self.dir)
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), CryptoError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_bad(dir, &e))
+}
+
 fn ensure_dir(dir: &Path) -> Result<(), CryptoError> {
     let meta = match fs::metadata(dir) {
         Ok(meta) => meta,
@@ -294,6 +385,44 @@ mod tests {
         // A hand-placed v10 sorts numerically, not as text.
         write_key(&dir.join("kek-v10.key"), &STANDARD.encode([3u8; 32]), 0o600);
         assert_eq!(load_or_create_kek_dir(&dir).unwrap().current_version(), 10);
+    }
+
+    #[test]
+    fn load_without_create_and_retire() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("keys");
+        assert!(load_kek_dir(&dir).is_err(), "missing dir is not created");
+        assert!(!dir.exists());
+        load_or_create_kek_dir(&dir).unwrap();
+        let key = DataKey::generate().unwrap();
+        let wrapped_v1 = load_kek_dir(&dir).unwrap().wrap(&ctx(), &key).unwrap();
+        assert!(
+            begin_retire_kek(&dir, 1).is_err(),
+            "the current version is never retired"
+        );
+        rotate_kek_dir(&dir).unwrap();
+        assert!(begin_retire_kek(&dir, 7).is_err(), "unknown version");
+        // Hidden then restored: back in the ring.
+        let retiring = begin_retire_kek(&dir, 1).unwrap();
+        assert_eq!(load_kek_dir(&dir).unwrap().versions(), vec![2]);
+        retiring.restore().unwrap();
+        assert_eq!(load_kek_dir(&dir).unwrap().versions(), vec![2, 1]);
+        // Destroyed: gone for good, and nothing left in the directory but v2.
+        begin_retire_kek(&dir, 1).unwrap().destroy().unwrap();
+        let ring = load_kek_dir(&dir).unwrap();
+        assert_eq!(ring.versions(), vec![2]);
+        assert!(matches!(
+            ring.unwrap(&ctx(), &wrapped_v1),
+            Err(CryptoError::UnknownKekVersion(1))
+        ));
+        let names: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, vec!["kek-v2.key".to_owned()]);
+        // An emptied directory does not load (and is not refilled).
+        fs::remove_file(dir.join("kek-v2.key")).unwrap();
+        assert!(load_kek_dir(&dir).is_err());
     }
 
     #[test]
