@@ -101,7 +101,7 @@ async fn apply_shows_the_diff_applies_versions_and_respects_scopes() {
         .post(format!("http://127.0.0.1:{port}/api/v1/users"))
         .bearer_auth(&admin)
         .json(
-            &json!({"name": "ada", "password": "a long passphrase for ada",
+            &json!({"name": "ada", "password": "violet-tangent-orchard-91",
                       "roles": [{"role": "data-scientist", "model": "fraud-v3"}]}),
         )
         .send()
