@@ -61,6 +61,9 @@ await check('the model page shows traffic and a drift table that flags the drift
   assert.match(verdict('amount'), /drift/, 'amount drifted');
   assert.match(verdict('device'), /drift/, 'device drifted');
   assert.match(verdict('account_age_days'), /\tok/, 'account age stable');
+  // The demo defines two alert rules; the card lists firing/pending ones or says all are quiet.
+  const alerts = await page.textContent('section.card:has(h2:text-is("Alerts"))');
+  assert.match(alerts, /rules are quiet|firing|pending/, 'alerts card');
   assert.ok(!/customer\d+@example\.com/.test(await page.content()), 'no e-mail address on the page');
   await page.screenshot({ path: `${shots}/model.png`, fullPage: true });
 });

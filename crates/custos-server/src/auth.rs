@@ -49,6 +49,8 @@ pub struct Sections {
     pub profiles: bool,
     /// Realized and estimated performance (`performance:read`).
     pub performance: bool,
+    /// Alert states (`alerts:read`).
+    pub alerts: bool,
 }
 
 impl Authorized {
@@ -62,6 +64,7 @@ impl Authorized {
         Sections {
             profiles: self.allows(Action::ProfilesRead, model),
             performance: self.allows(Action::PerformanceRead, model),
+            alerts: self.allows(Action::AlertsRead, model),
         }
     }
 }

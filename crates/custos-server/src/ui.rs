@@ -347,6 +347,40 @@ fn default_windows(points: &[VolumePoint]) -> Option<(Window, Window)> {
 }
 
 /// `GET /ui/models/{model}`.
+/// The alerts card: firing and pending series first, then how many rules are quiet.
+fn alerts_section(rules: usize, series: &[custos_store::AlertSeriesRow]) -> Markup {
+    let active: Vec<(&custos_store::AlertSeriesRow, custos_core::alerts::SeriesState)> = series
+        .iter()
+        .filter(|s| s.state != "inactive")
+        .map(|s| (s, serde_json::from_str(&s.state_json).unwrap_or_default()))
+        .collect();
+    let number = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or_else(|| "–".into());
+    html! {
+        @if rules == 0 {
+            p.muted { "No alert rules. Add them with PUT /api/v1/models/{model}/alerts or custos apply." }
+        } @else if active.is_empty() {
+            p { "All " (rules) " rules are quiet." }
+        } @else {
+            table {
+                thead { tr { th { "Rule" } th { "Feature" } th { "State" } th { "Value" } th { "Threshold" } th { "Since" } th { "Acknowledged by" } } }
+                tbody {
+                    @for (row, state) in &active {
+                        tr {
+                            td { (row.rule) }
+                            td { (row.series) }
+                            td { strong { (row.state) } }
+                            td { (number(state.value)) }
+                            td { (number(state.threshold)) }
+                            td { (state.active_since.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_default()) }
+                            td { (row.acknowledged_by.clone().unwrap_or_default()) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 pub async fn model_page(
     State(state): State<AppState>,
     Extension(who): Extension<Authorized>,
@@ -417,6 +451,13 @@ pub async fn model_page(
         }
         None => (None, None, None),
     };
+    let alerts = if sections.alerts {
+        let (config, _) = crate::performance::monitoring_config(&state, &entry).await?;
+        let series = state.store.alert_series(entry.id).await?;
+        Some((config.alerts.len(), series))
+    } else {
+        None
+    };
     Ok(with_csrf(&headers, |csrf| {
         page(
             entry.schema.name().as_str(),
@@ -437,6 +478,12 @@ pub async fn model_page(
                         }
                         Some(_) => { p.muted { "No traffic in the last 14 days." } }
                         None => { p.muted { "Your access does not include traffic volume." } }
+                    }
+                }
+                @if let Some((rules, series)) = &alerts {
+                    section.card {
+                        h2 { "Alerts" }
+                        (alerts_section(*rules, series))
                     }
                 }
                 section.card {

@@ -266,7 +266,18 @@ pub async fn run(
     }
     eprintln!("uploaded a reference set of {REFERENCE_ROWS} labelled training rows");
     // Customer pseudonyms are identifiers: their mix is meant to change, so drift leaves them out.
-    let monitoring = json!({"drift": {"exclude": ["customer_email"]}});
+    // Alert rules too, so the model page shows them firing on the drifting features and the
+    // evaluator's history fills (no channel: notifications need one of the operator's).
+    let monitoring = json!({
+        "drift": {"exclude": ["customer_email"]},
+        "alerts": [
+            {"name": "feature-drift", "metric": "drift.detected", "condition": "above",
+             "threshold": 0.5, "for": "1m", "severity": "warning",
+             "annotations": {"summary": "{{ feature }} drifted on {{ model }}"}},
+            {"name": "silent", "metric": "freshness.silence_minutes", "condition": "above",
+             "threshold": 30, "severity": "critical"}
+        ]
+    });
     let response = admin
         .http
         .put(format!("{base}/api/v1/models/{MODEL}/monitoring"))
