@@ -70,6 +70,10 @@ db=target/advisory-dbs/advisory-db-3157b0e258782691
 rm -rf "$db" && mkdir -p "$(dirname "$db")" && cp -r "$snapshot" "$db" && chmod -R u+w "$db"
 git -C "$db" init -q && git -C "$db" add -A \
   && git -C "$db" -c user.email=ci@localhost -c user.name=ci commit -qm snapshot
+# cargo deny reads the metadata of every package in the lock file, for every platform; fetch them
+# all first (a build downloads only this platform's), so the offline check does not stop at a
+# Windows-only crate missing from the local cache.
+cargo fetch --locked --quiet
 cargo deny --offline check advisories bans licenses sources
 
 log "cargo fmt --check"
