@@ -349,7 +349,10 @@ fn default_windows(points: &[VolumePoint]) -> Option<(Window, Window)> {
 /// `GET /ui/models/{model}`.
 /// The alerts card: firing and pending series first, then how many rules are quiet.
 fn alerts_section(rules: usize, series: &[custos_store::AlertSeriesRow]) -> Markup {
-    let active: Vec<(&custos_store::AlertSeriesRow, custos_core::alerts::SeriesState)> = series
+    let active: Vec<(
+        &custos_store::AlertSeriesRow,
+        custos_core::alerts::SeriesState,
+    )> = series
         .iter()
         .filter(|s| s.state != "inactive")
         .map(|s| (s, serde_json::from_str(&s.state_json).unwrap_or_default()))
