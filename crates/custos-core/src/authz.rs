@@ -61,11 +61,22 @@ pub enum Action {
     /// Create, change and delete notification channels, and see deliveries (instance-level).
     #[serde(rename = "channels:manage")]
     ChannelsManage,
+    /// Read a model's stored rows as stored: masked values, pseudonyms and vault tokens, never
+    /// an original.
+    #[serde(rename = "rows:read")]
+    RowsRead,
+    /// Turn vault tokens of a model back into their originals, with a written justification
+    /// (audited, rate-limited). No built-in role holds it.
+    #[serde(rename = "pii:reveal")]
+    PiiReveal,
+    /// Erase one subject's token-vault entry of a model (crypto-shredding of that value).
+    #[serde(rename = "pii:erase")]
+    PiiErase,
 }
 
 impl Action {
     /// Every action, for exhaustive tests and documentation.
-    pub const ALL: [Action; 16] = [
+    pub const ALL: [Action; 19] = [
         Action::ModelsRead,
         Action::ModelsWrite,
         Action::PredictionsWrite,
@@ -82,6 +93,9 @@ impl Action {
         Action::AlertsRead,
         Action::AlertsWrite,
         Action::ChannelsManage,
+        Action::RowsRead,
+        Action::PiiReveal,
+        Action::PiiErase,
     ];
 
     /// The action's wire name.
@@ -103,6 +117,9 @@ impl Action {
             Action::AlertsRead => "alerts:read",
             Action::AlertsWrite => "alerts:write",
             Action::ChannelsManage => "channels:manage",
+            Action::RowsRead => "rows:read",
+            Action::PiiReveal => "pii:reveal",
+            Action::PiiErase => "pii:erase",
         }
     }
 

@@ -712,7 +712,7 @@ fn masking_strength(masking: Masking) -> Option<u8> {
         Masking::None => Some(0),
         // Partial masking, reversible encryption and coarsening keep different things, so
         // none of them is simply stronger than another: any change to or from them counts.
-        Masking::Mask | Masking::Ff1 | Masking::Generalize => None,
+        Masking::Mask | Masking::Ff1 | Masking::Generalize | Masking::Tokenize => None,
     }
 }
 

@@ -94,6 +94,20 @@ impl ValidatedRecord {
     pub fn timestamp(&self) -> DateTime<Utc> {
         self.timestamp
     }
+
+    /// The values of the schema's `tokenize` columns, which need vault tokens before
+    /// [`mask`] runs.
+    pub fn tokenized_values<'a>(&'a self, schema: &ModelSchema) -> Vec<&'a str> {
+        schema
+            .columns()
+            .iter()
+            .zip(&self.values)
+            .filter_map(|(column, value)| match (column.rule, value) {
+                (MaskingRule::Tokenize, FieldValue::Text(s)) => Some(s.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 /// A keyed pseudonym of an event id, used to find an event (for label joins and duplicate
@@ -113,6 +127,12 @@ pub trait Pseudonymizer: Send + Sync {
     /// characters left in place; `None` when it cannot be computed, and the value is then
     /// redacted rather than stored.
     fn format_preserving(&self, alphabet: Ff1Alphabet, value: &str) -> Option<String>;
+    /// The vault token of a value of a `tokenize` column, looked up before masking (the vault
+    /// lives in the store, masking is pure). `None` — the default, for callers that have no
+    /// vault at hand — redacts the value rather than store it.
+    fn token(&self, _value: &str) -> Option<String> {
+        None
+    }
 }
 
 /// A field value after masking: safe to profile and to seal.
@@ -127,6 +147,9 @@ pub enum MaskedValue {
     Redacted,
     /// A keyed pseudonym of the original value.
     Pseudonym(String),
+    /// A random token standing for the original value, which only the model's token vault
+    /// holds (sealed).
+    Token(String),
     /// A number.
     Number(f64),
     /// A boolean.
@@ -512,6 +535,9 @@ pub fn mask(
             (MaskingRule::Hmac, FieldValue::Text(s)) => {
                 MaskedValue::Pseudonym(pseudonymizer.pseudonym(&s))
             }
+            (MaskingRule::Tokenize, FieldValue::Text(s)) => pseudonymizer
+                .token(&s)
+                .map_or(MaskedValue::Redacted, MaskedValue::Token),
             (MaskingRule::Mask { keep_last }, FieldValue::Text(s)) => {
                 MaskedValue::Text(mask_all_but_last(&s, usize::from(keep_last)))
             }
@@ -531,6 +557,7 @@ pub fn mask(
             // is redacted rather than risk storing a value in the clear.
             (
                 MaskingRule::Hmac
+                | MaskingRule::Tokenize
                 | MaskingRule::Mask { .. }
                 | MaskingRule::Ff1 { .. }
                 | MaskingRule::Bucket { .. }

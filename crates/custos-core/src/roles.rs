@@ -51,6 +51,10 @@ const SRE: &[Action] = &[
     Action::AlertsRead,
     Action::AlertsWrite,
     Action::ChannelsManage,
+    // Operators look at what was stored (masked) when debugging ingest, and carry out erasure
+    // requests: erasing destroys a sealed original but reveals nothing.
+    Action::RowsRead,
+    Action::PiiErase,
 ];
 const DATA_SCIENTIST: &[Action] = &[
     Action::ModelsRead,
@@ -61,6 +65,8 @@ const DATA_SCIENTIST: &[Action] = &[
     // Model-level checks of their own models include the alerts on them.
     Action::AlertsRead,
     Action::AlertsWrite,
+    // Rows as stored: masked values, pseudonyms and tokens, never originals.
+    Action::RowsRead,
 ];
 // Drift and performance results are aggregates; profiles (per-feature distributions) are the
 // closest thing to the data itself and stay out of the auditor's reach.
@@ -70,8 +76,11 @@ const AUDITOR: &[Action] = &[
     Action::DriftRead,
     Action::PerformanceRead,
     Action::AlertsRead,
+    // An auditor checks what is stored about people, as stored (masked): never originals.
+    Action::RowsRead,
 ];
-// Which alerts fire is a high-level summary; the analyst sees it but changes nothing.
+// Which alerts fire is a high-level summary; the analyst sees it but changes nothing, and sees
+// no rows. `pii:reveal` is in no role: it is given explicitly, by a token scope.
 const ANALYST: &[Action] = &[Action::ModelsRead, Action::DriftRead, Action::AlertsRead];
 
 impl BuiltinRole {
@@ -262,6 +271,8 @@ mod tests {
                 "alerts:read",
                 "alerts:write",
                 "channels:manage",
+                "rows:read",
+                "pii:erase",
             ],
         ),
         (
@@ -274,6 +285,7 @@ mod tests {
                 "monitors:write",
                 "alerts:read",
                 "alerts:write",
+                "rows:read",
             ],
         ),
         (
@@ -284,6 +296,7 @@ mod tests {
                 "drift:read",
                 "performance:read",
                 "alerts:read",
+                "rows:read",
             ],
         ),
         (
@@ -395,6 +408,29 @@ mod tests {
                 p.allows(Action::UsersManage, None),
                 role == BuiltinRole::Admin,
                 "only admin manages users"
+            );
+        }
+    }
+
+    #[test]
+    fn no_role_reveals_originals_and_the_analyst_sees_no_rows() {
+        for role in BuiltinRole::ALL {
+            assert!(
+                !role.actions().contains(&Action::PiiReveal),
+                "{}",
+                role.as_str()
+            );
+        }
+        assert!(!BuiltinRole::Analyst.actions().contains(&Action::RowsRead));
+        for role in [
+            BuiltinRole::Sre,
+            BuiltinRole::DataScientist,
+            BuiltinRole::Auditor,
+        ] {
+            assert!(
+                role.actions().contains(&Action::RowsRead),
+                "{}",
+                role.as_str()
             );
         }
     }

@@ -66,6 +66,11 @@ pub enum Masking {
     /// Coarsened: numbers to the lower edge of a `bucket_width` bucket, instants truncated to a
     /// `truncate_to` unit, strings (postcodes) cut to their first `keep_prefix` characters.
     Generalize,
+    /// Replaced by a random token (`tok_…`) from the model's token vault, where the original is
+    /// kept sealed. Equal values get the same token within the model; the original comes back
+    /// only through the justified, audited, rate-limited reveal (`pii:reveal`), and erasing the
+    /// vault entry makes the token an opaque string for good.
+    Tokenize,
 }
 
 impl Masking {
@@ -79,6 +84,7 @@ impl Masking {
             Masking::Mask => "mask",
             Masking::Ff1 => "ff1",
             Masking::Generalize => "generalize",
+            Masking::Tokenize => "tokenize",
         }
     }
 }
@@ -203,6 +209,8 @@ pub enum MaskingRule {
         /// Characters kept.
         keep: u8,
     },
+    /// A token from the model's vault.
+    Tokenize,
 }
 
 /// What to do with a row field that the schema does not declare.
@@ -300,8 +308,8 @@ pub enum SchemaError {
     DuplicateField(String),
     /// A PII field has no masking, or `none`.
     #[error(
-        "field '{0}' is marked pii but has no masking policy (use drop, redact, hmac, mask, ff1 \
-         or generalize)"
+        "field '{0}' is marked pii but has no masking policy (use drop, redact, hmac, mask, ff1, \
+         generalize or tokenize)"
     )]
     PiiWithoutMasking(String),
     /// Masking settings that are missing, out of range or meant for another policy.
@@ -384,6 +392,7 @@ impl Column {
             (
                 MaskingRule::Redact
                 | MaskingRule::Hmac
+                | MaskingRule::Tokenize
                 | MaskingRule::Mask { .. }
                 | MaskingRule::Ff1 { .. }
                 | MaskingRule::Prefix { .. },
@@ -459,6 +468,12 @@ fn resolve_rule(feature: &FeatureSpec, masking: Masking) -> Result<MaskingRule, 
                 return Err(mismatch());
             }
             MaskingRule::Hmac
+        }
+        Masking::Tokenize => {
+            if !stringy {
+                return Err(mismatch());
+            }
+            MaskingRule::Tokenize
         }
         Masking::Mask => {
             if !stringy {

@@ -27,6 +27,7 @@ pub mod seal;
 pub mod sealed;
 mod secret;
 pub mod token;
+pub mod vault;
 pub mod webhook;
 
 #[cfg(test)]

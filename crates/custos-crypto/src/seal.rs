@@ -50,6 +50,8 @@ pub enum BlobKind {
     Label,
     /// A secret value.
     Secret,
+    /// The original of a token-vault entry.
+    VaultEntry,
 }
 
 impl BlobKind {
@@ -58,6 +60,7 @@ impl BlobKind {
             Self::Profile => 2,
             Self::Label => 3,
             Self::Secret => 4,
+            Self::VaultEntry => 5,
         }
     }
 }
@@ -394,7 +397,12 @@ mod tests {
             ct
         )));
         // A batch is not a blob of any kind, under any label.
-        for kind in [BlobKind::Profile, BlobKind::Label, BlobKind::Secret] {
+        for kind in [
+            BlobKind::Profile,
+            BlobKind::Label,
+            BlobKind::Secret,
+            BlobKind::VaultEntry,
+        ] {
             assert!(matches!(
                 open_blob(&key, MODEL, DAY, kind, "", ct),
                 Err(CryptoError::Decrypt)

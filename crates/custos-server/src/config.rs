@@ -169,6 +169,11 @@ pub struct LimitsConfig {
     pub read_per_second: u32,
     /// Other authenticated requests one principal may make at once.
     pub read_burst: u32,
+    /// Reveal requests (`POST …/reveal`, up to 100 tokens each) per principal per minute:
+    /// turning tokens back into personal data is meant to be rare and deliberate.
+    pub reveal_per_minute: u32,
+    /// Reveal requests one principal may make at once.
+    pub reveal_burst: u32,
     /// A client address may spend this many principals' ingest and read budgets (several
     /// exporters behind one host or NAT share an address).
     pub per_ip_multiplier: u32,
@@ -196,6 +201,8 @@ impl Default for LimitsConfig {
             ingest_burst: 400,
             read_per_second: 50,
             read_burst: 100,
+            reveal_per_minute: 5,
+            reveal_burst: 5,
             per_ip_multiplier: 4,
             max_rate_limit_keys: 100_000,
             trusted_proxies: Vec::new(),

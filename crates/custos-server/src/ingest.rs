@@ -13,7 +13,7 @@ use crate::state::{AppState, ModelEntry};
 use custos_core::monitoring::stats_kind;
 use custos_core::{
     Column, EventKey, HourBucket, IngestLimits, MaskedRecord, MaskedValue, ModelSchema, Partition,
-    ProfileKind, RowError, mask, validate_label, validate_row,
+    ProfileKind, RowError, ValidatedRecord, mask, validate_label, validate_row,
 };
 use custos_crypto::seal::{BlobKind, seal_batch, seal_blob};
 use custos_proto::{IngestResponse, LabelResponse};
@@ -106,38 +106,51 @@ pub fn validate_and_mask(
 }
 
 /// [`validate_and_mask`] with the row errors returned as they are, for callers that add
-/// problems of their own before answering.
+/// problems of their own before answering. A `tokenize` column gets no vault token here (its
+/// values are redacted): the prediction path tokenizes through [`crate::vault`] instead.
 pub fn validate_and_mask_rows(
     schema: &ModelSchema,
     rows: &[Value],
     limits: &IngestLimits,
     pseudonymizer: &dyn custos_core::Pseudonymizer,
 ) -> Result<Vec<MaskedRecord>, Vec<RowError>> {
+    let records = validate_rows(schema, rows, limits)?;
+    Ok(records
+        .into_iter()
+        .map(|record| mask(schema, record, pseudonymizer))
+        .collect())
+}
+
+/// Validates every row; fails with all row errors if any row is bad, including a repeated
+/// event id within the batch (the event key is a keyed function of the id alone, so equal ids
+/// are exactly equal keys).
+pub fn validate_rows(
+    schema: &ModelSchema,
+    rows: &[Value],
+    limits: &IngestLimits,
+) -> Result<Vec<ValidatedRecord>, Vec<RowError>> {
     let mut errors = Vec::new();
-    let mut masked = Vec::with_capacity(rows.len());
-    let mut first_seen: HashMap<EventKey, usize> = HashMap::with_capacity(rows.len());
+    let mut valid = Vec::with_capacity(rows.len());
+    let mut first_seen: HashMap<String, usize> = HashMap::with_capacity(rows.len());
     for (index, row) in rows.iter().enumerate() {
         match validate_row(schema, index, row, limits) {
             Ok(record) => {
-                let record = mask(schema, record, pseudonymizer);
-                if let Some(key) = record.event_key() {
-                    if let Some(first) = first_seen.get(&key) {
-                        errors.push(RowError {
-                            row: index,
-                            field: Some(schema.spec().id_field.to_string()),
-                            reason: format!("event id repeats row {first} of this batch"),
-                        });
-                        continue;
-                    }
-                    first_seen.insert(key, index);
+                if let Some(first) = first_seen.get(record.event_id()) {
+                    errors.push(RowError {
+                        row: index,
+                        field: Some(schema.spec().id_field.to_string()),
+                        reason: format!("event id repeats row {first} of this batch"),
+                    });
+                    continue;
                 }
-                masked.push(record);
+                first_seen.insert(record.event_id().to_owned(), index);
+                valid.push(record);
             }
             Err(row_errors) => errors.extend(row_errors),
         }
     }
     if errors.is_empty() {
-        Ok(masked)
+        Ok(valid)
     } else {
         Err(errors)
     }
@@ -196,7 +209,10 @@ pub fn observe(profile: &mut FeatureProfile, value: &MaskedValue) {
         // Free text is profiled by its length: the words never enter a profile.
         (FeatureProfile::Numeric(p), MaskedValue::Text(s)) => p.observe(s.chars().count() as f64),
         (FeatureProfile::Numeric(p), _) => p.observe_missing(),
-        (FeatureProfile::Categorical(p), MaskedValue::Text(s) | MaskedValue::Pseudonym(s)) => {
+        (
+            FeatureProfile::Categorical(p),
+            MaskedValue::Text(s) | MaskedValue::Pseudonym(s) | MaskedValue::Token(s),
+        ) => {
             p.observe(s);
         }
         (FeatureProfile::Categorical(p), MaskedValue::Bool(b)) => {
@@ -293,21 +309,33 @@ pub async fn ingest_predictions(
     let entry = Arc::clone(&model);
     let validated = blocking(move || {
         let rows = decode_rows(&body, format, max_rows)?;
-        Ok(validate_and_mask_rows(
+        Ok(validate_rows(
             &entry.schema,
             &rows,
             &IngestLimits::default(),
-            keys.pseudonymizer(),
         ))
     })
     .await?;
-    let records = match validated {
+    let validated = match validated {
         Ok(records) => records,
         Err(errors) => {
             count_rejections(state, &model, &errors).await;
             return Err(ApiError::invalid_rows(errors));
         }
     };
+    // Vault entries of new values are committed before the batch (idempotently: a value's
+    // entry is found again by its keyed lookup), so no acknowledged row can hold a token the
+    // vault lacks. A batch that then fails leaves entries no row refers to, which is harmless.
+    let tokens = crate::vault::tokens_for(state, &model, &validated).await?;
+    let entry = Arc::clone(&model);
+    let records = blocking(move || {
+        let masker = crate::vault::WithTokens::new(keys.pseudonymizer(), &tokens);
+        Ok(validated
+            .into_iter()
+            .map(|record| mask(&entry.schema, record, &masker))
+            .collect::<Vec<MaskedRecord>>())
+    })
+    .await?;
     let submitted = records.len();
     let pii_redacted: u64 = records.iter().map(|r| u64::from(r.pii_redacted())).sum();
 

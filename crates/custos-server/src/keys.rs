@@ -19,6 +19,7 @@ use custos_crypto::checkpoint::NoteSigner;
 use custos_crypto::keys::{DataKey, Kek, KekRing, KeyContext};
 use custos_crypto::pseudonym::{HmacPseudonymizer, SecretBytes};
 use custos_crypto::token::TokenHasher;
+use custos_crypto::vault::VaultLookup;
 use custos_store::Store;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -32,6 +33,12 @@ const SECRET_TOKEN_PEPPER: &str = "token-pepper";
 const SECRET_AUDIT_HMAC: &str = "audit-hmac-key";
 const SECRET_OAUTH_SIGNING: &str = "oauth-signing-key";
 const SECRET_FF1: &str = "ff1-masking-key";
+const SECRET_VAULT_LOOKUP: &str = "token-vault-lookup-key";
+
+/// The stored-secret name of a model's token-vault key (a data key wrapped by the KEK).
+pub fn vault_key_name(model_id: i64) -> String {
+    format!("token-vault/{model_id}")
+}
 
 /// Why keys could not be made ready.
 #[derive(Debug, thiserror::Error)]
@@ -205,8 +212,10 @@ pub struct KeyService {
     token_hasher: TokenHasher,
     audit_hasher: AuditHasher,
     oauth_seed: SecretBytes,
+    vault_lookup: VaultLookup,
     clock: Arc<dyn Clock>,
     data_keys: Mutex<HashMap<(i64, Partition), Arc<DataKey>>>,
+    vault_keys: Mutex<HashMap<i64, Arc<DataKey>>>,
 }
 
 impl std::fmt::Debug for KeyService {
@@ -235,7 +244,10 @@ impl KeyService {
         let pepper = stored_secret(&store, &ring, SECRET_TOKEN_PEPPER).await?;
         let audit = stored_secret(&store, &ring, SECRET_AUDIT_HMAC).await?;
         let oauth_seed = stored_secret(&store, &ring, SECRET_OAUTH_SIGNING).await?;
+        let vault_lookup = stored_secret(&store, &ring, SECRET_VAULT_LOOKUP).await?;
         Ok(Self {
+            vault_lookup: VaultLookup::new(vault_lookup),
+            vault_keys: Mutex::new(HashMap::new()),
             oauth_seed,
             audit_hasher: AuditHasher::new(&audit),
             pseudonymizer: HmacPseudonymizer::new(pii, event).with_format_preserving_key(
@@ -316,6 +328,44 @@ impl KeyService {
                 cache.clear();
             }
             cache.insert((model_id, partition), Arc::clone(&key));
+        }
+        Ok(key)
+    }
+
+    /// The keyed hash the token vault finds a value's entry by.
+    pub fn vault_lookup(&self) -> &VaultLookup {
+        &self.vault_lookup
+    }
+
+    /// The model's token-vault key, created on first use: a data key wrapped by the KEK and
+    /// stored as the secret `token-vault/<model id>` (so KEK rotation re-wraps it like any other
+    /// stored secret).
+    pub async fn vault_key(&self, model_id: i64) -> Result<Arc<DataKey>, KeyError> {
+        if let Some(key) = self
+            .vault_keys
+            .lock()
+            .ok()
+            .and_then(|cache| cache.get(&model_id).cloned())
+        {
+            return Ok(key);
+        }
+        let name = vault_key_name(model_id);
+        let context = KeyContext::Secret { name: name.clone() };
+        let wrapped = match self.store.get_secret(&name).await? {
+            Some(wrapped) => wrapped,
+            None => {
+                let fresh = DataKey::generate()?;
+                let wrapped = self.ring.wrap(&context, &fresh)?;
+                // Another replica may have won the race; every replica uses the stored one.
+                self.store.insert_secret_if_absent(&name, &wrapped).await?
+            }
+        };
+        let key = Arc::new(self.ring.unwrap(&context, &wrapped)?);
+        if let Ok(mut cache) = self.vault_keys.lock() {
+            if cache.len() >= DATA_KEY_CACHE_LIMIT {
+                cache.clear();
+            }
+            cache.insert(model_id, Arc::clone(&key));
         }
         Ok(key)
     }

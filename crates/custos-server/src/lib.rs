@@ -44,6 +44,7 @@ pub mod tokens_api;
 pub mod ui;
 pub mod ui_audit;
 pub mod users_api;
+pub mod vault;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
@@ -130,6 +131,12 @@ pub fn router(state: AppState) -> Router {
             get(api::get_profile),
         )
         .route("/api/v1/models/{model}/drift", get(api::get_drift))
+        .route("/api/v1/models/{model}/events", get(vault::get_events))
+        .route("/api/v1/models/{model}/reveal", post(vault::reveal))
+        .route(
+            "/api/v1/models/{model}/vault/{token}",
+            axum::routing::delete(vault::erase),
+        )
         .route("/api/v1/models/{model}/quality", get(api::get_quality))
         .route("/api/v1/models/{model}/report", get(api::get_report))
         .route(

@@ -5,11 +5,12 @@
 //!   `limits.trusted_proxies`, in which case the rightmost `X-Forwarded-For` entry that is not
 //!   itself a trusted proxy. [`crate::context`] applies it once per request, so audit records,
 //!   the failed-authentication throttle and these budgets all see the same address;
-//! - three **budgets** ([`Budget`]), each a GCRA ("generic cell rate algorithm") limiter with a
+//! - four **budgets** ([`Budget`]), each a GCRA ("generic cell rate algorithm") limiter with a
 //!   steady rate and a burst from `[limits]`: `sign_in` (the sign-in form, keyed by client
 //!   address, checked before any credential work), `ingest` (predictions, labels, reference
-//!   uploads) and `read` (every other authenticated request), the last two keyed by principal
-//!   *and* by client address — a request must fit both;
+//!   uploads), `read` (every other authenticated request) and `reveal` (turning vault tokens back
+//!   into originals, a few a minute), the last three keyed by principal *and* by client
+//!   address — a request must fit both;
 //! - the decision which budget a request spends ([`admit_anonymous`], [`admit`]); both are called
 //!   from the one choke point, [`crate::auth::authorize`], and answer 429 with `Retry-After`;
 //! - counters of refusals, published through [`RateLimiter::snapshot`] for the metrics endpoint
@@ -352,6 +353,9 @@ pub enum Budget {
     Ingest,
     /// Every other authenticated request, per principal and per address.
     Read,
+    /// Reveals of tokenized originals (`pii:reveal`), per principal and per address: a small
+    /// budget of its own, so that reading originals in bulk is impossible even for a holder.
+    Reveal,
 }
 
 impl Budget {
@@ -361,6 +365,7 @@ impl Budget {
             Budget::SignIn => "sign_in",
             Budget::Ingest => "ingest",
             Budget::Read => "read",
+            Budget::Reveal => "reveal",
         }
     }
 
@@ -370,6 +375,7 @@ impl Budget {
             Action::PredictionsWrite | Action::LabelsWrite | Action::ReferencesWrite => {
                 Budget::Ingest
             }
+            Action::PiiReveal => Budget::Reveal,
             _ => Budget::Read,
         }
     }
@@ -528,6 +534,8 @@ pub struct RateLimitStats {
     pub ingest: BudgetStats,
     /// The read budget.
     pub read: BudgetStats,
+    /// The reveal budget.
+    pub reveal: BudgetStats,
 }
 
 /// The three budgets of a server (held in [`AppState::rate_limits`]).
@@ -537,6 +545,7 @@ pub struct RateLimiter {
     sign_in: Limiter,
     ingest: Limiter,
     read: Limiter,
+    reveal: Limiter,
 }
 
 impl RateLimiter {
@@ -546,6 +555,7 @@ impl RateLimiter {
         let sign_in = Quota::new(limits.sign_in_per_minute, 60, limits.sign_in_burst);
         let ingest = Quota::new(limits.ingest_per_second, 1, limits.ingest_burst);
         let read = Quota::new(limits.read_per_second, 1, limits.read_burst);
+        let reveal = Quota::new(limits.reveal_per_minute, 60, limits.reveal_burst);
         let share = limits.per_ip_multiplier;
         Self {
             origin: Instant::now(),
@@ -553,6 +563,7 @@ impl RateLimiter {
             sign_in: Limiter::new(sign_in, sign_in, cap),
             ingest: Limiter::new(ingest, ingest.times(share), cap),
             read: Limiter::new(read, read.times(share), cap),
+            reveal: Limiter::new(reveal, reveal.times(share), cap),
         }
     }
 
@@ -561,6 +572,7 @@ impl RateLimiter {
             Budget::SignIn => &self.sign_in,
             Budget::Ingest => &self.ingest,
             Budget::Read => &self.read,
+            Budget::Reveal => &self.reveal,
         }
     }
 
@@ -586,6 +598,7 @@ impl RateLimiter {
             sign_in: self.sign_in.stats(),
             ingest: self.ingest.stats(),
             read: self.read.stats(),
+            reveal: self.reveal.stats(),
         }
     }
 }
@@ -602,6 +615,8 @@ pub fn check_config(l: &crate::config::LimitsConfig) -> Result<(), String> {
         ("ingest_burst", l.ingest_burst),
         ("read_per_second", l.read_per_second),
         ("read_burst", l.read_burst),
+        ("reveal_per_minute", l.reveal_per_minute),
+        ("reveal_burst", l.reveal_burst),
         ("per_ip_multiplier", l.per_ip_multiplier),
     ] {
         if value == 0 {

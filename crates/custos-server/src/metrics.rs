@@ -542,6 +542,7 @@ async fn register_health(registry: &mut Registry, state: &AppState) {
         ("sign_in", limits.sign_in),
         ("ingest", limits.ingest),
         ("read", limits.read),
+        ("reveal", limits.reveal),
     ] {
         rejected
             .get_or_create(&BudgetLabels { budget })

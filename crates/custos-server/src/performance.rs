@@ -269,7 +269,9 @@ pub async fn performance(
                     .cloned()
                     .unwrap_or(MaskedValue::Missing),
                 segment: segment_index.and_then(|i| match values.get(i) {
-                    Some(MaskedValue::Text(s) | MaskedValue::Pseudonym(s)) => Some(s.clone()),
+                    Some(
+                        MaskedValue::Text(s) | MaskedValue::Pseudonym(s) | MaskedValue::Token(s),
+                    ) => Some(s.clone()),
                     Some(MaskedValue::Bool(b)) => Some(b.to_string()),
                     Some(MaskedValue::Number(n)) => Some(n.to_string()),
                     _ => None,

@@ -136,6 +136,25 @@ pub const POLICY: &[(&str, &str, Requirement)] = &[
         "/api/v1/models/{model}/drift",
         Auth(Action::DriftRead, ModelInPath),
     ),
+    // Stored rows, as stored (masked, pseudonyms, tokens); every read is audited.
+    (
+        "GET",
+        "/api/v1/models/{model}/events",
+        Auth(Action::RowsRead, ModelInPath),
+    ),
+    // Originals of vault tokens: no built-in role; its own rate-limit budget; audited with the
+    // justification before anything is decrypted.
+    (
+        "POST",
+        "/api/v1/models/{model}/reveal",
+        Auth(Action::PiiReveal, ModelInPath),
+    ),
+    // Erasure of one subject's vault entry (audited).
+    (
+        "DELETE",
+        "/api/v1/models/{model}/vault/{token}",
+        Auth(Action::PiiErase, ModelInPath),
+    ),
     (
         "GET",
         "/api/v1/models/{model}/report",

@@ -250,6 +250,8 @@ fn concrete(route: &str, model: &str) -> String {
             "{version}" => "1",
             // A channel that does not exist (same reasoning as the ids below).
             "{name}" => "no-such-channel",
+            // A well-formed vault token no vault holds.
+            "{token}" => "tok_AAAAAAAAAAAAAAAAAAAAAA",
             // State-changing routes get ids that do not exist: the decision comes first, and a
             // 404 after an allow changes nothing for the cells that follow.
             "{id}" => match previous {
@@ -837,13 +839,19 @@ const RESOURCES: &[&str] = &[
     "metrics",
     "alerts",
     "alert channels & deliveries",
+    "rows",
+    "token vault",
 ];
 
 /// Which resource a route reads or writes; `None` for signing out, which is not a resource.
 /// A route that fits no group fails the doc test, so the table cannot silently miss it.
 fn resource_of(method: &str, route: &str) -> Option<(&'static str, Access)> {
-    let access = if method == "GET" || route == "/api/v1/audit/hash" {
-        // Hashing a value to search the log with is part of reading the log.
+    let access = if method == "GET"
+        || route == "/api/v1/audit/hash"
+        || route == "/api/v1/models/{model}/reveal"
+    {
+        // Hashing a value to search the log with is part of reading the log; a reveal reads
+        // originals out of the vault.
         Access::Read
     } else {
         Access::Write
@@ -860,6 +868,10 @@ fn resource_of(method: &str, route: &str) -> Option<(&'static str, Access)> {
         "alert channels & deliveries"
     } else if route.contains("/alerts") || route.ends_with("/silences") {
         "alerts"
+    } else if route.ends_with("/events") {
+        "rows"
+    } else if route.ends_with("/reveal") || route.contains("/vault/") {
+        "token vault"
     } else if route.starts_with("/api/v1/audit") || route.starts_with("/ui/audit") {
         "audit log"
     } else if route.ends_with("/predictions") {

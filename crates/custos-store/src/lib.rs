@@ -35,6 +35,7 @@ mod tokens;
 mod types;
 mod url;
 mod users;
+mod vault;
 
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -50,6 +51,7 @@ pub use types::{
 };
 pub use url::redact_url;
 pub use users::{NewUser, UserRow};
+pub use vault::{NewVaultEntry, VaultEntry};
 
 use chrono::{DateTime, Utc};
 use custos_core::{AuditEvent, EventKey, HourBucket, Partition};

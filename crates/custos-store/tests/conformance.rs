@@ -93,6 +93,7 @@ conformance!(
     monitoring_config_versions,
     references_store_and_list,
     reference_writes_fail_closed,
+    vault_insert_if_absent_is_race_safe_and_erasure_leaves_a_tombstone,
 );
 
 // ---- fixtures ----
@@ -1435,4 +1436,89 @@ async fn reference_writes_fail_closed(db: &TestStore) {
             .is_err()
     );
     assert_eq!(db.monitoring_config(m.id).await.unwrap(), None);
+}
+
+async fn vault_insert_if_absent_is_race_safe_and_erasure_leaves_a_tombstone(db: &TestStore) {
+    use custos_store::{NewVaultEntry, VaultEntry};
+    let m = model(db, "vault-model").await;
+    let lookup = [7u8; 32];
+    let store: Store = (**db).clone();
+    let tasks: Vec<_> = (0..8u8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let entry = NewVaultEntry {
+                    lookup,
+                    token: format!("tok_racer{i:017}"),
+                    sealed: vec![i; 40],
+                };
+                store
+                    .insert_vault_entries(m.id, &[entry], t0())
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        winners.push(task.await.unwrap()[&lookup].clone());
+    }
+    let token = winners[0].clone();
+    assert!(
+        winners.iter().all(|w| *w == token),
+        "every racer gets the one stored token: {winners:?}"
+    );
+    assert_eq!(db.vault_size(m.id).await.unwrap(), 1);
+    assert_eq!(
+        db.vault_tokens(m.id, &[lookup]).await.unwrap()[&lookup],
+        token
+    );
+    let found = db
+        .vault_entries(m.id, &[token.clone(), "tok_never".into()])
+        .await
+        .unwrap();
+    assert!(matches!(found.get(&token), Some(VaultEntry::Sealed(b)) if b.len() == 40));
+    assert!(!found.contains_key("tok_never"));
+
+    db.erase_vault_entry(
+        m.id,
+        &token,
+        t0(),
+        &event("vault.erase", "model/vault-model"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(db.vault_size(m.id).await.unwrap(), 0);
+    assert!(db.vault_tokens(m.id, &[lookup]).await.unwrap().is_empty());
+    assert_eq!(
+        db.vault_entries(m.id, std::slice::from_ref(&token))
+            .await
+            .unwrap()
+            .get(&token),
+        Some(&VaultEntry::Erased)
+    );
+    assert!(matches!(
+        db.erase_vault_entry(
+            m.id,
+            &token,
+            t0(),
+            &event("vault.erase", "model/vault-model")
+        )
+        .await,
+        Err(custos_store::StoreError::NotFound)
+    ));
+    // The same value later is a new entry under a new token.
+    let again = db
+        .insert_vault_entries(
+            m.id,
+            &[NewVaultEntry {
+                lookup,
+                token: "tok_after_erasure_000000".into(),
+                sealed: vec![9; 40],
+            }],
+            t0(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again[&lookup], "tok_after_erasure_000000");
 }
