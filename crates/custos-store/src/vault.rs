@@ -1,4 +1,4 @@
-//! The token vault of the `tokenize` masking kind, on both backends (migration 0009).
+//! The token vault of the `tokenize` masking kind, on both backends (migration 0008).
 //!
 //! Owns: finding tokens by their keyed lookup hash, the insert-if-absent of new entries (two
 //! batches racing on the same value both end up with the one stored token: the unique
