@@ -355,12 +355,12 @@ impl KeyService {
             Some(wrapped) => wrapped,
             None => {
                 let fresh = DataKey::generate()?;
-                let wrapped = self.ring.wrap(&context, &fresh)?;
+                let wrapped = self.ring.for_wrap()?.wrap(&context, &fresh)?;
                 // Another replica may have won the race; every replica uses the stored one.
                 self.store.insert_secret_if_absent(&name, &wrapped).await?
             }
         };
-        let key = Arc::new(self.ring.unwrap(&context, &wrapped)?);
+        let key = Arc::new(self.ring.unwrap(|r| r.unwrap(&context, &wrapped))?);
         if let Ok(mut cache) = self.vault_keys.lock() {
             if cache.len() >= DATA_KEY_CACHE_LIMIT {
                 cache.clear();
