@@ -133,29 +133,6 @@ pub fn channel_secret_name(channel: &str) -> String {
     format!("alert-channel/{channel}")
 }
 
-/// Runs a write transaction on either backend, without an audit entry (for machine-made state
-/// such as an evaluation round, which is history, not a person's act).
-macro_rules! in_plain_tx {
-    ($store:expr, |$tx:ident, $sql:ident| $body:expr) => {
-        match &$store.backend {
-            crate::Backend::Sqlite(db) => {
-                let $sql = |s: &str| s.to_owned();
-                let mut $tx = db.write_tx().await?;
-                let out = $body;
-                $tx.commit().await?;
-                out
-            }
-            crate::Backend::Postgres(db) => {
-                let $sql = crate::shared_sql::numbered;
-                let mut $tx = db.pool.begin().await?;
-                let out = $body;
-                $tx.commit().await?;
-                out
-            }
-        }
-    };
-}
-
 const UPSERT_SERIES: &str = "INSERT INTO alert_series (model_id, rule, series, state, state_json, \
      last_notified_at, acknowledged_by, acknowledged_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
      ON CONFLICT (model_id, rule, series) DO UPDATE SET state = excluded.state, \
@@ -250,7 +227,7 @@ impl Store {
         deliveries: &[(String, String)],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        in_plain_tx!(self, |tx, sql| {
+        in_plain_write_tx!(self, |tx, sql| {
             for row in series {
                 sqlx::query(sqlx::AssertSqlSafe(sql(UPSERT_SERIES)))
                     .bind(model_id)
@@ -573,7 +550,7 @@ impl Store {
             DeliveryOutcome::Retry(at, e) => ("pending", *at, Some(e.as_str()), None),
             DeliveryOutcome::Failed(e) => ("failed", now, Some(e.as_str()), None),
         };
-        in_plain_tx!(self, |tx, sql| {
+        in_plain_write_tx!(self, |tx, sql| {
             sqlx::query(sqlx::AssertSqlSafe(sql(
                 "UPDATE alert_deliveries SET status = ?, attempts = attempts + 1, \
                  next_attempt_at = ?, last_error = COALESCE(?, last_error), sent_at = ? \
@@ -599,7 +576,7 @@ impl Store {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let taken = in_plain_tx!(self, |tx, sql| {
+        let taken = in_plain_write_tx!(self, |tx, sql| {
             sqlx::query(sqlx::AssertSqlSafe(sql(
                 "INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?) \
                  ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \

@@ -62,8 +62,9 @@ macro_rules! in_write_tx {
     };
 }
 
-/// Runs a write transaction on either backend without an audit entry (for bulk maintenance
-/// whose audit entries are written by the caller around the whole run, e.g. KEK rewrap).
+/// Runs a write transaction on either backend without an audit entry: bulk maintenance whose
+/// audit entries the caller writes around the whole run (KEK rewrap), and machine-made state
+/// that is history rather than a person's act (an alert evaluation round, delivery outcomes).
 macro_rules! in_plain_write_tx {
     ($store:expr, |$tx:ident, $sql:ident| $body:expr) => {
         match &$store.backend {
