@@ -31,7 +31,7 @@ pub use history::{
 pub use monitoring::{
     DriftConfig, MethodSetting, MonitoringConfig, PerformanceConfig, QualityConfig,
 };
-pub use names::{FieldName, ModelName, NameError};
+pub use names::{FieldName, ModelName, NameError, TenantName};
 pub use partition::{HourBucket, Partition};
 pub use record::{
     EventKey, FieldValue, IngestLimits, LabelValue, MaskedRecord, MaskedValue, Pseudonymizer,

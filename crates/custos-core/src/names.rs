@@ -50,6 +50,22 @@ fn check(
     Ok(())
 }
 
+/// The URL-safe alphabet of model and tenant names: `a-z A-Z 0-9 . _ -`, starting with a letter
+/// or digit.
+fn check_url_safe(value: &str, what: &'static str, max: usize) -> Result<(), NameError> {
+    const ALLOWED: &str = "letters, digits, '.', '_' and '-', starting with a letter or digit";
+    check(value, what, max, ALLOWED, |c| {
+        c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
+    })?;
+    if !value.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err(NameError::BadCharacter {
+            what,
+            allowed: ALLOWED,
+        });
+    }
+    Ok(())
+}
+
 /// A model's name: 1–64 characters of `a-z A-Z 0-9 . _ -`, starting with a letter or digit.
 /// It appears in URLs and token scopes, hence the narrow alphabet.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -62,19 +78,7 @@ impl ModelName {
 
     /// Parses and validates a model name.
     pub fn parse(value: &str) -> Result<Self, NameError> {
-        check(
-            value,
-            "model name",
-            Self::MAX_LEN,
-            "letters, digits, '.', '_' and '-', starting with a letter or digit",
-            |c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'),
-        )?;
-        if !value.starts_with(|c: char| c.is_ascii_alphanumeric()) {
-            return Err(NameError::BadCharacter {
-                what: "model name",
-                allowed: "letters, digits, '.', '_' and '-', starting with a letter or digit",
-            });
-        }
+        check_url_safe(value, "model name", Self::MAX_LEN)?;
         Ok(Self(value.to_owned()))
     }
 
@@ -91,6 +95,54 @@ impl fmt::Display for ModelName {
 }
 
 impl<'de> Deserialize<'de> for ModelName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A tenant: the key domain of a model's pseudonyms. Models of one tenant share pseudonym and
+/// format-preserving keys (their pseudonyms join); two tenants' pseudonyms of one value differ.
+/// Same alphabet as model names. Models registered without one belong to [`TenantName::DEFAULT`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct TenantName(String);
+
+impl TenantName {
+    /// Longest accepted tenant name.
+    pub const MAX_LEN: usize = 64;
+    /// The tenant of models registered without one.
+    pub const DEFAULT: &'static str = "default";
+
+    /// Parses and validates a tenant name.
+    pub fn parse(value: &str) -> Result<Self, NameError> {
+        check_url_safe(value, "tenant name", Self::MAX_LEN)?;
+        Ok(Self(value.to_owned()))
+    }
+
+    /// The default tenant.
+    pub fn default_tenant() -> Self {
+        Self(Self::DEFAULT.to_owned())
+    }
+
+    /// Whether this is the default tenant.
+    pub fn is_default(&self) -> bool {
+        self.0 == Self::DEFAULT
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TenantName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for TenantName {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(d)?;
         Self::parse(&raw).map_err(serde::de::Error::custom)

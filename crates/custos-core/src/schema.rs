@@ -5,7 +5,7 @@
 //! duplicate or reserved field names and oversized schemas, so that a schema that exists can be
 //! enforced without further questions.
 
-use crate::names::{FieldName, ModelName};
+use crate::names::{FieldName, ModelName, TenantName};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use utoipa::ToSchema;
@@ -283,6 +283,12 @@ pub struct ModelSpec {
     /// What to do with undeclared fields.
     #[serde(default)]
     pub unknown_fields: UnknownFieldPolicy,
+    /// The tenant whose keys pseudonymize this model's PII (`hmac`, `ff1`): models of one tenant
+    /// join on pseudonyms, different tenants never do. Absent: the default tenant. Fixed at
+    /// registration, like the rest of the specification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub tenant: Option<TenantName>,
     /// Scan the string fields stored as given (not declared PII) for personal data: e-mail
     /// addresses, phone numbers, payment cards (Luhn), IBANs (mod-97), US SSNs, IP addresses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -665,6 +671,14 @@ impl ModelSchema {
     /// The model's name.
     pub fn name(&self) -> &ModelName {
         &self.spec.name
+    }
+
+    /// The tenant whose pseudonym keys mask this model's PII.
+    pub fn tenant(&self) -> TenantName {
+        self.spec
+            .tenant
+            .clone()
+            .unwrap_or_else(TenantName::default_tenant)
     }
 
     /// Feature columns followed by the prediction column, in declaration order.

@@ -8,13 +8,19 @@
 //! two purposes, so that a pseudonym and an event key of the same string are unrelated. The keys
 //! come from the KEK-wrapped secrets store ([`crate::keys::unwrap_secret`]); this module never
 //! persists them.
+//!
+//! Tenants: [`HmacPseudonymizer::for_tenant`] derives a tenant's own PII and FF1 keys from the
+//! instance secrets, `HMAC-SHA256(secret, "custos/tenant/v1\0" ‖ purpose ‖ 0x00 ‖ tenant)`, so
+//! models of one tenant join on pseudonyms and two tenants never do. The default tenant uses
+//! the instance keys themselves, so pseudonyms stored before tenants existed stay valid.
 
 use crate::ff1::{Alphabet, Ff1Key};
 use crate::mac::MacKey;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use custos_core::{EventKey, Ff1Alphabet, ModelName, Pseudonymizer};
+use custos_core::{EventKey, Ff1Alphabet, ModelName, Pseudonymizer, TenantName};
 use std::fmt;
+use zeroize::Zeroizing;
 
 pub use crate::secret::SecretBytes;
 
@@ -28,6 +34,8 @@ const PSEUDONYM_BYTES: usize = 16;
 /// The FF1 tweak of every masked value: one per instance (the key is), not per field, so a card
 /// number encrypts the same in every model and still joins.
 const FF1_TWEAK: &[u8] = b"custos/ff1/v1";
+/// Domain of the per-tenant key derivation; never a prefix of the pseudonym or event domains.
+const TENANT_DOMAIN: &[u8] = b"custos/tenant/v1\0";
 
 /// HMAC-SHA256 pseudonyms and event keys. Cheap to share (`Send + Sync`); each call clones a
 /// pre-keyed HMAC state instead of re-keying (LIMITS.md §7).
@@ -36,6 +44,9 @@ pub struct HmacPseudonymizer {
     pii: MacKey,
     event: MacKey,
     ff1: Option<FormatPreserving>,
+    /// The instance keys tenant keys are derived from; `None` in a tenant's own pseudonymizer,
+    /// which cannot derive further.
+    roots: Option<Roots>,
 }
 
 #[derive(Clone)]
@@ -45,11 +56,30 @@ struct FormatPreserving {
     alphanumeric: Alphabet,
 }
 
+#[derive(Clone)]
+struct Roots {
+    pii: MacKey,
+    ff1: Option<MacKey>,
+}
+
+/// Why a tenant's pseudonymizer could not be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TenantKeyError {
+    /// Asked of a tenant's pseudonymizer instead of the instance one.
+    #[error("tenant keys derive from the instance keys only")]
+    NotInstanceKeys,
+}
+
 impl HmacPseudonymizer {
     /// Keys the two functions. The secrets are consumed: only their HMAC states are kept.
     pub fn new(pii_key: SecretBytes, event_key: SecretBytes) -> Self {
+        let pii = MacKey::new(pii_key.expose());
         Self {
-            pii: MacKey::new(pii_key.expose()),
+            roots: Some(Roots {
+                pii: pii.clone(),
+                ff1: None,
+            }),
+            pii,
             event: MacKey::new(event_key.expose()),
             ff1: None,
         }
@@ -57,18 +87,45 @@ impl HmacPseudonymizer {
 
     /// Adds the FF1 key; without it `format_preserving` answers `None` (and masking redacts).
     pub fn with_format_preserving_key(mut self, key: Ff1Key) -> Self {
-        let alphabets = (
-            Alphabet::new(Ff1Alphabet::Digits.chars()),
-            Alphabet::new(Ff1Alphabet::Alphanumeric.chars()),
-        );
-        if let (Ok(digits), Ok(alphanumeric)) = alphabets {
-            self.ff1 = Some(FormatPreserving {
-                key: std::sync::Arc::new(key),
-                digits,
-                alphanumeric,
-            });
+        if let Some(roots) = self.roots.as_mut() {
+            roots.ff1 = Some(MacKey::new(key.expose()));
         }
+        self.ff1 = FormatPreserving::new(key);
         self
+    }
+
+    /// The pseudonymizer of one tenant: its PII and FF1 keys are derived from the instance
+    /// keys (see the module documentation); event keys stay the instance's, because they index
+    /// events per model and never leave the store. The default tenant gets the instance keys.
+    pub fn for_tenant(&self, tenant: &TenantName) -> Result<Self, TenantKeyError> {
+        let roots = self.roots.as_ref().ok_or(TenantKeyError::NotInstanceKeys)?;
+        if tenant.is_default() {
+            return Ok(self.clone());
+        }
+        let derive = |root: &MacKey, purpose: &[u8]| {
+            Zeroizing::new(root.tag(&[TENANT_DOMAIN, purpose, b"\0", tenant.as_str().as_bytes()]))
+        };
+        let ff1 = roots
+            .ff1
+            .as_ref()
+            .and_then(|root| Ff1Key::from_slice(derive(root, b"ff1").as_slice()).ok())
+            .and_then(FormatPreserving::new);
+        Ok(Self {
+            pii: MacKey::new(derive(&roots.pii, b"pii").as_slice()),
+            event: self.event.clone(),
+            ff1,
+            roots: None,
+        })
+    }
+}
+
+impl FormatPreserving {
+    fn new(key: Ff1Key) -> Option<Self> {
+        Some(Self {
+            key: std::sync::Arc::new(key),
+            digits: Alphabet::new(Ff1Alphabet::Digits.chars()).ok()?,
+            alphanumeric: Alphabet::new(Ff1Alphabet::Alphanumeric.chars()).ok()?,
+        })
     }
 }
 
@@ -188,6 +245,49 @@ mod tests {
         let p = same.pseudonym("x");
         let k = same.event_key(&model("m"), "x");
         assert!(!p.contains(&URL_SAFE_NO_PAD.encode(&k.0[..16])));
+    }
+
+    #[test]
+    fn tenants_join_within_and_differ_across() {
+        let ff1 = || crate::ff1::Ff1Key::from_slice(&[9; 32]).unwrap();
+        let instance =
+            HmacPseudonymizer::new(secret(1), secret(2)).with_format_preserving_key(ff1());
+        let tenant = |name: &str| TenantName::parse(name).unwrap();
+        let acme = instance.for_tenant(&tenant("acme")).unwrap();
+        let acme_again = HmacPseudonymizer::new(secret(1), secret(2))
+            .with_format_preserving_key(ff1())
+            .for_tenant(&tenant("acme"))
+            .unwrap();
+        let globex = instance.for_tenant(&tenant("globex")).unwrap();
+        let default = instance.for_tenant(&TenantName::default_tenant()).unwrap();
+        let email = "alice@example.com";
+        let card = "4111 1111 1111 1111";
+        // One tenant: deterministic, across restarts (same instance secrets).
+        assert_eq!(acme.pseudonym(email), acme_again.pseudonym(email));
+        let fp = |p: &HmacPseudonymizer| p.format_preserving(Ff1Alphabet::Digits, card).unwrap();
+        assert_eq!(fp(&acme), fp(&acme_again));
+        // Two tenants, and a tenant against the instance keys: unrelated.
+        assert_ne!(acme.pseudonym(email), globex.pseudonym(email));
+        assert_ne!(acme.pseudonym(email), instance.pseudonym(email));
+        assert_ne!(fp(&acme), fp(&globex));
+        assert_ne!(fp(&acme), fp(&instance));
+        // The default tenant keeps the instance keys (pseudonyms stored before tenants hold).
+        assert_eq!(default.pseudonym(email), instance.pseudonym(email));
+        assert_eq!(fp(&default), fp(&instance));
+        // Event keys do not depend on the tenant.
+        assert_eq!(
+            acme.event_key(&model("m"), "e1"),
+            instance.event_key(&model("m"), "e1")
+        );
+        // The documented derivation.
+        let key = MacKey::new(&[1; 32]).tag(&[b"custos/tenant/v1\0pii\0acme"]);
+        let expected = MacKey::new(&key).tag(&[b"custos/pii/v1\0alice@example.com"]);
+        assert_eq!(
+            acme.pseudonym(email),
+            format!("hm_{}", URL_SAFE_NO_PAD.encode(&expected[..16]))
+        );
+        // A tenant's pseudonymizer cannot derive another tenant's keys.
+        assert!(acme.for_tenant(&tenant("globex")).is_err());
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::error::ApiError;
 use crate::metrics::IngestKind;
 use crate::state::{AppState, ModelEntry};
 use custos_core::monitoring::stats_kind;
+use custos_core::pii::PiiKind;
 use custos_core::{
     Column, EventKey, HourBucket, IngestLimits, MaskedRecord, MaskedValue, ModelSchema, Partition,
     ProfileKind, RowError, ValidatedRecord, mask, validate_label, validate_row,

@@ -11,7 +11,7 @@
 //! (`keys.kek`) has nothing to re-read.
 
 use crate::config::Config;
-use custos_core::{Clock, Partition};
+use custos_core::{Clock, Partition, TenantName};
 use custos_crypto::CryptoError;
 use custos_crypto::WrappedKey;
 use custos_crypto::auditlog::AuditHasher;
@@ -27,6 +27,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use zeroize::Zeroizing;
 
 const DATA_KEY_CACHE_LIMIT: usize = 4_096;
+/// Most tenant pseudonymizers kept derived at once.
+const TENANT_CACHE_LIMIT: usize = 1_024;
 const SECRET_PII_HMAC: &str = "pii-hmac-key";
 const SECRET_EVENT_HMAC: &str = "event-hmac-key";
 const SECRET_TOKEN_PEPPER: &str = "token-pepper";
@@ -216,6 +218,7 @@ pub struct KeyService {
     clock: Arc<dyn Clock>,
     data_keys: Mutex<HashMap<(i64, Partition), Arc<DataKey>>>,
     vault_keys: Mutex<HashMap<i64, Arc<DataKey>>>,
+    tenant_pseudonymizers: Mutex<HashMap<TenantName, Arc<HmacPseudonymizer>>>,
 }
 
 impl std::fmt::Debug for KeyService {
@@ -259,6 +262,7 @@ impl KeyService {
             store,
             clock,
             data_keys: Mutex::new(HashMap::new()),
+            tenant_pseudonymizers: Mutex::new(HashMap::new()),
         })
     }
 
@@ -270,9 +274,35 @@ impl KeyService {
             .unwrap_or_default()
     }
 
-    /// The keyed pseudonym functions masking uses.
+    /// The instance's keyed functions: event keys (which do not depend on the tenant) come
+    /// from here. Masking a model's values uses [`Self::pseudonymizer_for`] its tenant.
     pub fn pseudonymizer(&self) -> &HmacPseudonymizer {
         &self.pseudonymizer
+    }
+
+    /// The pseudonym and FF1 keys of one tenant, derived once and kept.
+    pub fn pseudonymizer_for(
+        &self,
+        tenant: &TenantName,
+    ) -> Result<Arc<HmacPseudonymizer>, KeyError> {
+        let mut cache = self
+            .tenant_pseudonymizers
+            .lock()
+            .map_err(|_| KeyError::Inconsistent("tenant key cache lock poisoned".into()))?;
+        if let Some(found) = cache.get(tenant) {
+            return Ok(Arc::clone(found));
+        }
+        let derived = Arc::new(
+            self.pseudonymizer
+                .for_tenant(tenant)
+                .map_err(|e| KeyError::Inconsistent(e.to_string()))?,
+        );
+        // Tenants are few (one per registered model at most); the bound only guards memory.
+        if cache.len() >= TENANT_CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(tenant.clone(), Arc::clone(&derived));
+        Ok(derived)
     }
 
     /// The keyed hash tokens are stored as.

@@ -284,7 +284,10 @@ pub async fn upload(
     };
     let (config, _) = monitoring_config(state, &model).await?;
     let decision_threshold = config.performance.decision_threshold;
-    let keys = Arc::clone(&state.keys);
+    let tenant_keys = state
+        .keys
+        .pseudonymizer_for(&model.schema.tenant())
+        .map_err(|e| ApiError::internal(format!("tenant keys: {e}")))?;
     let entry = Arc::clone(&model);
     let job = Job {
         format,
@@ -297,7 +300,7 @@ pub async fn upload(
         // The Parquet decoder is already contained by custos-tabular; this catches anything
         // else so a hostile file costs one refused request, never the worker.
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            prepare(&entry.schema, &body, &job, keys.pseudonymizer())
+            prepare(&entry.schema, &body, &job, tenant_keys.as_ref())
         }))
         .unwrap_or_else(|_| Err(ApiError::unprocessable("the reference file is malformed")))
     })

@@ -215,6 +215,21 @@ async fn pii_detection_masks_or_refuses_personal_data_in_undeclared_fields() {
         assert_eq!(r.status, 200, "{:?}", r.body);
         assert_eq!(r.body["accepted"], 20);
         assert_eq!(r.body["pii_redacted"], 40, "a card and an e-mail per row");
+        // The counts are kept (per field and kind), and only the counts.
+        let quality = s
+            .get(
+                "/api/v1/models/support-mask/quality?start=2026-11-20T00:00:00Z&end=2026-11-20T01:00:00Z",
+                Some(&s.admin),
+            )
+            .await;
+        assert_eq!(quality.status, 200, "{:?}", quality.body);
+        assert_eq!(
+            quality.body["pii_findings"],
+            json!([{"field": "ticket", "kind": "email", "count": 20},
+                   {"field": "ticket", "kind": "payment_card", "count": 20}]),
+            "{:?}",
+            quality.body
+        );
         let r = s
             .post_ndjson(
                 "/api/v1/models/support-reject/predictions",
@@ -232,5 +247,121 @@ async fn pii_detection_masks_or_refuses_personal_data_in_undeclared_fields() {
         assert!(!audit.contains(email) && !audit.contains(card), "audit log");
         s.stop().await;
         common::assert_absent_from_store(&site, &[email, card, "jane.canary"]);
+    }
+}
+
+/// A model registered under `tenant` (none: the default tenant) with an `hmac` e-mail and an
+/// `ff1` card number.
+fn tenant_spec(name: &str, tenant: Option<&str>) -> Value {
+    let mut spec = json!({
+        "name": name,
+        "id_field": "event_id", "timestamp_field": "ts",
+        "features": [
+            {"name": "email", "type": "categorical", "pii": true, "masking": "hmac"},
+            {"name": "card", "type": "categorical", "pii": true, "masking": "ff1",
+             "masking_options": {"alphabet": "digits", "min_length": 12}},
+            {"name": "amount", "type": "numeric"}
+        ],
+        "prediction": {"name": "score", "type": "binary_score"}
+    });
+    if let Some(tenant) = tenant {
+        spec["tenant"] = json!(tenant);
+    }
+    spec
+}
+
+/// Same input, same pseudonym within a tenant (across its models and across batches); a
+/// different one in another tenant; the default tenant keeps the instance keys. Neither the
+/// e-mail nor the card reaches the store.
+#[tokio::test]
+async fn pseudonyms_join_within_a_tenant_and_differ_across_tenants() {
+    const EMAIL: &str = "tenant.canary@example.com";
+    const TENANT_CARD: &str = "5500 0000 0000 0004";
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let site = Site::new(backend);
+        let s = site.start().await;
+        let models = [
+            ("acme-fraud", Some("acme")),
+            ("acme-churn", Some("acme")),
+            ("globex-fraud", Some("globex")),
+            ("plain-fraud", None),
+        ];
+        for (name, tenant) in models {
+            let r = s
+                .post_json("/api/v1/models", Some(&s.admin), &tenant_spec(name, tenant))
+                .await;
+            assert_eq!(r.status, 201, "{name}: {:?}", r.body);
+        }
+        let r = s
+            .post_json(
+                "/api/v1/models",
+                Some(&s.admin),
+                &tenant_spec("bad-tenant", Some("acme corp")),
+            )
+            .await;
+        assert_eq!(r.status, 400, "{:?}", r.body);
+        assert!(r.body.to_string().contains("tenant name"), "{:?}", r.body);
+
+        let mut stored = std::collections::BTreeMap::new();
+        for (name, _) in models {
+            // Two batches, so "the same input" is also checked across commits.
+            for batch in 0..2 {
+                let row = json!({
+                    "event_id": format!("{name}-{batch}"),
+                    "ts": "2026-11-20T00:10:00Z",
+                    "email": EMAIL, "card": TENANT_CARD, "amount": 1.0, "score": 0.5,
+                });
+                let r = s
+                    .post_ndjson(
+                        &format!("/api/v1/models/{name}/predictions"),
+                        Some(&s.admin),
+                        &[row],
+                    )
+                    .await;
+                assert_eq!(r.status, 200, "{name}: {:?}", r.body);
+            }
+            let r = s
+                .get(
+                    &format!("/api/v1/models/{name}/events?{WINDOW}&limit=10"),
+                    Some(&s.admin),
+                )
+                .await;
+            assert_eq!(r.status, 200, "{name}: {:?}", r.body);
+            let rows = r.body["rows"].as_array().unwrap().clone();
+            assert_eq!(rows.len(), 2, "{name}");
+            let pair = |row: &Value| {
+                (
+                    row["values"]["email"].as_str().unwrap().to_owned(),
+                    row["values"]["card"].as_str().unwrap().to_owned(),
+                )
+            };
+            assert_eq!(pair(&rows[0]), pair(&rows[1]), "{name}: across batches");
+            stored.insert(name, pair(&rows[0]));
+        }
+        let (email, card) = &stored["acme-fraud"];
+        assert!(
+            email.starts_with("hm_") && !email.contains("canary"),
+            "{email}"
+        );
+        assert_ne!(card, TENANT_CARD);
+        assert_eq!(
+            card.len(),
+            TENANT_CARD.len(),
+            "the card keeps its shape: {card}"
+        );
+        assert_eq!(
+            stored["acme-fraud"], stored["acme-churn"],
+            "one tenant's models join"
+        );
+        for other in ["globex-fraud", "plain-fraud"] {
+            assert_ne!(stored["acme-fraud"].0, stored[other].0, "e-mail vs {other}");
+            assert_ne!(stored["acme-fraud"].1, stored[other].1, "card vs {other}");
+        }
+        assert_ne!(stored["globex-fraud"].0, stored["plain-fraud"].0);
+        s.stop().await;
+        common::assert_absent_from_store(
+            &site,
+            &[EMAIL, "tenant.canary", TENANT_CARD, "5500000000000004"],
+        );
     }
 }
