@@ -48,6 +48,19 @@ impl PiiKind {
     /// Overlap priority, lowest first. An e-mail address wins over digits inside it; checksummed
     /// kinds win over the unvalidated shapes (SSN, IP, phone), so a card number is never also
     /// counted as a phone number.
+    /// The kind's name as stored and reported (`email`, `payment_card`, …), the same as its
+    /// serialized form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::Phone => "phone",
+            Self::PaymentCard => "payment_card",
+            Self::Iban => "iban",
+            Self::UsSsn => "us_ssn",
+            Self::IpAddress => "ip_address",
+        }
+    }
+
     fn rank(self) -> u8 {
         match self {
             Self::Email => 0,

@@ -9,6 +9,7 @@
 //! enforced by the compiler rather than by review.
 
 use crate::names::ModelName;
+use crate::pii::PiiKind;
 use crate::schema::UnknownFieldPolicy;
 use crate::schema::{
     Column, ColumnRole, FeatureType, Ff1Alphabet, MaskingRule, ModelSchema, PiiDetection,
@@ -173,16 +174,22 @@ pub struct MaskedRecord {
     event_key: Option<EventKey>,
     timestamp: DateTime<Utc>,
     values: Vec<MaskedValue>,
-    /// Personal data found and replaced by PII detection in this row (never stored: it is
-    /// counted into the ingest answer).
+    /// Personal data found and replaced by PII detection in this row: (column index, kind) per
+    /// finding. Never sealed with the row; only its counts are kept (per model, hour, field and
+    /// kind) and reported.
     #[serde(skip)]
-    pii_redacted: u32,
+    pii_findings: Vec<(usize, PiiKind)>,
 }
 
 impl MaskedRecord {
     /// How many findings of PII detection this row's masking replaced.
     pub fn pii_redacted(&self) -> u32 {
-        self.pii_redacted
+        u32::try_from(self.pii_findings.len()).unwrap_or(u32::MAX)
+    }
+
+    /// What PII detection replaced in this row: (column index, kind) per finding.
+    pub fn pii_findings(&self) -> &[(usize, PiiKind)] {
+        &self.pii_findings
     }
 
     /// The event id (kept only inside sealed batches).
@@ -523,12 +530,13 @@ pub fn mask(
 ) -> MaskedRecord {
     let event_key = pseudonymizer.event_key(schema.name(), &record.event_id);
     let detect = schema.spec().pii_detection == Some(PiiDetection::Mask);
-    let mut pii_redacted: u32 = 0;
+    let mut pii_findings: Vec<(usize, PiiKind)> = Vec::new();
     let values: Vec<MaskedValue> = schema
         .columns()
         .iter()
         .zip(record.values)
-        .map(|(column, value)| match (column.rule, value) {
+        .enumerate()
+        .map(|(index, (column, value))| match (column.rule, value) {
             (_, FieldValue::Missing) => MaskedValue::Missing,
             (MaskingRule::Drop, _) => MaskedValue::Dropped,
             (MaskingRule::Redact, _) => MaskedValue::Redacted,
@@ -574,8 +582,7 @@ pub fn mask(
                 if found.is_empty() {
                     MaskedValue::Text(s)
                 } else {
-                    pii_redacted =
-                        pii_redacted.saturating_add(u32::try_from(found.len()).unwrap_or(u32::MAX));
+                    pii_findings.extend(found.iter().map(|d| (index, d.kind)));
                     MaskedValue::Text(crate::pii::redact(&s, &found))
                 }
             }
@@ -588,7 +595,7 @@ pub fn mask(
         event_key: Some(event_key),
         timestamp: record.timestamp,
         values,
-        pii_redacted,
+        pii_findings,
     }
 }
 

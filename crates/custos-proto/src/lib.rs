@@ -497,6 +497,10 @@ pub struct QualityResponse {
     /// per field, by hour of arrival within the window. Each refused row counts once per field
     /// at fault; refused batches store nothing else.
     pub rejected: Vec<RejectedField>,
+    /// Personal data that PII detection (`pii_detection: mask`) found and masked in fields not
+    /// declared PII, per field and kind, over the window's event hours. Counts only.
+    #[serde(default)]
+    pub pii_findings: Vec<PiiFindingBody>,
     /// Each complete hour's volume against the hours before it.
     pub volume: Vec<VolumeCheckBody>,
     /// Hours whose volume fell outside its band.
@@ -507,6 +511,17 @@ pub struct QualityResponse {
     /// Age of the latest event against `quality.max_silence_minutes`.
     #[schema(value_type = Object)]
     pub freshness: serde_json::Value,
+}
+
+/// What PII detection masked in one field, of one kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PiiFindingBody {
+    /// The field.
+    pub field: String,
+    /// `email`, `phone`, `payment_card`, `iban`, `us_ssn` or `ip_address`.
+    pub kind: String,
+    /// Findings masked.
+    pub count: u64,
 }
 
 /// Refused rows of one field.

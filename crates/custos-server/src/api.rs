@@ -40,7 +40,8 @@ use utoipa::{IntoParams, OpenApi};
         crate::alerts_api::get_alerts, crate::alerts_api::put_alerts,
         crate::alerts_api::acknowledge, crate::alerts_api::add_silence,
         crate::alerts_api::list_channels, crate::alerts_api::put_channel,
-        crate::alerts_api::delete_channel, crate::alerts_api::list_deliveries
+        crate::alerts_api::delete_channel, crate::alerts_api::list_deliveries,
+        crate::vault::get_events, crate::vault::reveal, crate::vault::erase
     ),
     components(schemas(
         custos_proto::ErrorBody, custos_proto::ErrorCode, custos_proto::RowErrorBody, Health,
@@ -57,7 +58,9 @@ use utoipa::{IntoParams, OpenApi};
         custos_proto::PerformanceResponse, custos_proto::PerformanceChunkBody,
         custos_proto::SegmentPerformanceBody, custos_proto::QualityResponse,
         custos_proto::FeatureQualityBody, custos_proto::VolumeCheckBody, custos_proto::ReportBody,
-        custos_proto::RejectedField, custos_proto::WhoAmI,
+        custos_proto::RejectedField, custos_proto::PiiFindingBody, custos_proto::WhoAmI, crate::vault::EventsBody,
+        crate::vault::EventRow, crate::vault::RevealRequest, crate::vault::RevealedToken,
+        crate::vault::RevealBody,
         custos_core::alerts::AlertRule, custos_core::alerts::Condition,
         custos_core::alerts::Severity, custos_core::alerts::Threshold,
         crate::alerts_api::AlertsBody, crate::alerts_api::AlertRulesBody,

@@ -329,8 +329,11 @@ pub async fn ingest_predictions(
     // vault lacks. A batch that then fails leaves entries no row refers to, which is harmless.
     let tokens = crate::vault::tokens_for(state, &model, &validated).await?;
     let entry = Arc::clone(&model);
+    let tenant_keys = keys
+        .pseudonymizer_for(&model.schema.tenant())
+        .map_err(|e| ApiError::internal(format!("tenant keys: {e}")))?;
     let records = blocking(move || {
-        let masker = crate::vault::WithTokens::new(keys.pseudonymizer(), &tokens);
+        let masker = crate::vault::WithTokens::new(&tenant_keys, &tokens);
         Ok(validated
             .into_iter()
             .map(|record| mask(&entry.schema, record, &masker))
@@ -462,6 +465,7 @@ fn build_commit(
         });
     }
     let mut volume: BTreeMap<HourBucket, u64> = BTreeMap::new();
+    let mut findings: BTreeMap<(HourBucket, usize, PiiKind), u64> = BTreeMap::new();
     let mut events = Vec::with_capacity(records.len());
     for record in records {
         let hour = HourBucket::of(record.timestamp());
@@ -469,13 +473,24 @@ fn build_commit(
         if let Some(key) = record.event_key() {
             events.push((key, record.timestamp()));
         }
+        for (column, kind) in record.pii_findings() {
+            *findings.entry((hour, *column, *kind)).or_default() += 1;
+        }
     }
+    let pii_findings = findings
+        .into_iter()
+        .filter_map(|((hour, column, kind), n)| {
+            let field = schema.columns().get(column)?.name.to_string();
+            Some((hour, field, kind.as_str().to_owned(), n))
+        })
+        .collect();
     let batch = seal_batch(data_key, model.id, partition, records).map_err(ApiError::internal)?;
     Ok(IngestCommit {
         batch,
         events,
         profiles,
         volume: volume.into_iter().collect(),
+        pii_findings,
     })
 }
 

@@ -13,7 +13,9 @@ use crate::query::hour_range;
 use crate::state::{AppState, ModelEntry};
 use chrono::{DateTime, Utc};
 use custos_core::HourBucket;
-use custos_proto::{FeatureQualityBody, QualityResponse, RejectedField, VolumeCheckBody};
+use custos_proto::{
+    FeatureQualityBody, PiiFindingBody, QualityResponse, RejectedField, VolumeCheckBody,
+};
 use custos_stats::FeatureProfile;
 use std::collections::BTreeMap;
 
@@ -111,6 +113,13 @@ pub async fn quality(
         .into_iter()
         .map(|(field, rows)| RejectedField { field, rows })
         .collect();
+    let pii_findings = state
+        .store
+        .pii_findings(model.id, hours.clone())
+        .await?
+        .into_iter()
+        .map(|(field, kind, count)| PiiFindingBody { field, kind, count })
+        .collect();
     let last_event = state.store.last_event_time(model.id).await?;
     let now = state.clock.now();
     let max_age = i64::from(config.quality.max_silence_minutes) * 60 * 1_000_000;
@@ -128,6 +137,7 @@ pub async fn quality(
         features,
         missing_fields,
         rejected,
+        pii_findings,
         volume: volume_checks,
         anomalous_hours,
         last_event,

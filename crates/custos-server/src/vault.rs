@@ -40,6 +40,7 @@ use custos_store::{NewVaultEntry, StoreError, VaultEntry};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::collections::{HashMap, HashSet};
+use utoipa::ToSchema;
 
 /// Most rows `GET …/events` returns.
 pub const MAX_ROWS: u32 = 1_000;
@@ -162,18 +163,19 @@ pub struct EventsQuery {
 }
 
 /// One stored row.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct EventRow {
     /// The event id.
     pub event_id: String,
     /// The event time.
     pub timestamp: DateTime<Utc>,
     /// Field values as stored (dropped fields are absent).
+    #[schema(value_type = Object)]
     pub values: Map<String, Value>,
 }
 
 /// The answer of `GET …/events`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct EventsBody {
     /// The model.
     pub model: String,
@@ -209,7 +211,14 @@ fn event_row(model: &ModelEntry, record: &MaskedRecord) -> EventRow {
     }
 }
 
-/// `GET /api/v1/models/{model}/events?start=&end=&limit=`.
+/// `GET /api/v1/models/{model}/events?start=&end=&limit=`: stored rows as stored (tokens,
+/// pseudonyms, masked values; never an original), newest first. Audited.
+#[utoipa::path(get, path = "/api/v1/models/{model}/events",
+    params(("model" = String, Path),
+           ("start" = String, Query, description = "window start, RFC 3339 (inclusive)"),
+           ("end" = String, Query, description = "window end, RFC 3339 (exclusive)"),
+           ("limit" = Option<u32>, Query, description = "most rows, 1–1000 (default 100)")),
+    responses((status = 200, body = EventsBody), (status = 400, body = custos_proto::ErrorBody)))]
 pub async fn get_events(
     State(state): State<AppState>,
     Path(model): Path<String>,
@@ -302,7 +311,7 @@ fn no_store(mut response: Response) -> Response {
 // POST /api/v1/models/{model}/reveal
 
 /// The body of `POST …/reveal`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevealRequest {
     /// The tokens to reveal (1–100).
@@ -312,7 +321,7 @@ pub struct RevealRequest {
 }
 
 /// One token's outcome.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RevealedToken {
     /// The token.
     pub token: String,
@@ -324,13 +333,19 @@ pub struct RevealedToken {
 }
 
 /// The answer of `POST …/reveal`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RevealBody {
     /// One entry per distinct token asked, in the order asked.
     pub results: Vec<RevealedToken>,
 }
 
-/// `POST /api/v1/models/{model}/reveal`.
+/// `POST /api/v1/models/{model}/reveal`: the originals of vault tokens, with a justification;
+/// needs `pii:reveal`, spends the reveal budget, audited before anything is decrypted.
+#[utoipa::path(post, path = "/api/v1/models/{model}/reveal",
+    params(("model" = String, Path)), request_body = RevealRequest,
+    responses((status = 200, body = RevealBody), (status = 400, body = custos_proto::ErrorBody),
+              (status = 429, body = custos_proto::ErrorBody),
+              (status = 503, body = custos_proto::ErrorBody)))]
 pub async fn reveal(
     State(state): State<AppState>,
     Path(model): Path<String>,
@@ -432,6 +447,10 @@ pub async fn reveal(
 // DELETE /api/v1/models/{model}/vault/{token}
 
 /// `DELETE /api/v1/models/{model}/vault/{token}`: erases one subject's vault entry.
+#[utoipa::path(delete, path = "/api/v1/models/{model}/vault/{token}",
+    params(("model" = String, Path), ("token" = String, Path)),
+    responses((status = 204), (status = 400, body = custos_proto::ErrorBody),
+              (status = 404, body = custos_proto::ErrorBody)))]
 pub async fn erase(
     State(state): State<AppState>,
     Path((model, token)): Path<(String, String)>,

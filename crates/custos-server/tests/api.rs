@@ -38,6 +38,9 @@ async fn health_and_openapi_are_public_and_reveal_nothing() {
         "/api/v1/models/{model}/features/{feature}/profile",
         "/api/v1/tokens",
         "/api/v1/audit",
+        "/api/v1/models/{model}/events",
+        "/api/v1/models/{model}/reveal",
+        "/api/v1/models/{model}/vault/{token}",
     ] {
         assert!(paths.contains_key(p), "OpenAPI lacks {p}");
     }

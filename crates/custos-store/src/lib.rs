@@ -377,6 +377,16 @@ impl Store {
         dispatch!(self, db => db.rejections(model_id, hours))
     }
 
+    /// What PII detection masked in the model's rows of `hours`: (field, kind, findings),
+    /// summed over the hours.
+    pub async fn pii_findings(
+        &self,
+        model_id: i64,
+        hours: Range<HourBucket>,
+    ) -> Result<Vec<(String, String, u64)>, StoreError> {
+        dispatch!(self, db => db.pii_findings(model_id, hours))
+    }
+
     /// The latest event time the model has ingested (freshness), if any.
     pub async fn last_event_time(
         &self,

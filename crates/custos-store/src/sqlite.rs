@@ -639,6 +639,25 @@ impl SqliteDb {
             .collect()
     }
 
+    pub(crate) async fn pii_findings(
+        &self,
+        model_id: i64,
+        hours: Range<HourBucket>,
+    ) -> Result<Vec<(String, String, u64)>, StoreError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT field, kind, SUM(finding_count) FROM pii_findings \
+             WHERE model_id = ? AND hour >= ? AND hour < ? GROUP BY field, kind ORDER BY field, kind",
+        )
+        .bind(model_id)
+        .bind(hours.start.0)
+        .bind(hours.end.0)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter()
+            .map(|(field, kind, n)| Ok((field, kind, count_out(n)?)))
+            .collect()
+    }
+
     pub(crate) async fn last_event_time(
         &self,
         model_id: i64,
@@ -1118,7 +1137,31 @@ async fn write_commit(
         query.execute(&mut *conn).await?;
     }
 
+    write_pii_findings(&mut *conn, model_id, &commit.pii_findings).await?;
     Ok(batch_id)
+}
+
+async fn write_pii_findings(
+    conn: &mut SqliteConnection,
+    model_id: i64,
+    findings: &[(HourBucket, String, String, u64)],
+) -> Result<(), StoreError> {
+    for (hour, field, kind, count) in findings {
+        sqlx::query(
+            "INSERT INTO pii_findings (model_id, hour, field, kind, finding_count) \
+             VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (model_id, hour, field, kind) \
+             DO UPDATE SET finding_count = finding_count + excluded.finding_count",
+        )
+        .bind(model_id)
+        .bind(hour.0)
+        .bind(field)
+        .bind(kind)
+        .bind(count_in(*count)?)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
 
 /// Which of `keys` are indexed for the model, asked in chunks so no statement exceeds the bind

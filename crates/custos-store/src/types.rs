@@ -33,6 +33,9 @@ pub struct IngestCommit {
     pub profiles: Vec<ProfileDelta>,
     /// Rows per event hour (several entries for one hour are summed).
     pub volume: Vec<(HourBucket, u64)>,
+    /// What PII detection masked: (event hour, field, kind, findings); several entries for one
+    /// key are summed. Counts only.
+    pub pii_findings: Vec<(HourBucket, String, String, u64)>,
 }
 
 /// Lets [`crate::Store::commit_ingest`] take a single commit as well as several.

@@ -77,6 +77,7 @@ conformance!(
     existing_event_keys_beyond_one_chunk,
     last_event_time_is_the_latest_ingested,
     rejections_add_up_per_hour_and_field,
+    pii_findings_are_counted_with_their_rows,
     batches_overlap_the_range,
     profile_deltas_use_half_open_hours,
     replace_profiles_happy_path,
@@ -204,6 +205,7 @@ fn commit(key: &DataKey, model_id: i64, ids: &[&str], at: DateTime<Utc>) -> Inge
             sealed: blob(key, model_id, hour, BlobKind::Profile, b"sketch"),
         }],
         volume: vec![(hour, rows.len() as u64)],
+        pii_findings: vec![(hour, "comment".into(), "email".into(), 1)],
     }
 }
 
@@ -630,6 +632,45 @@ async fn rejections_add_up_per_hour_and_field(db: &TestStore) {
     ));
 }
 
+async fn pii_findings_are_counted_with_their_rows(db: &TestStore) {
+    let m = model(db, "fraud-v3").await;
+    let key = DataKey::generate().unwrap();
+    let h = HourBucket::of(t0());
+    db.commit_ingest(commit(&key, m.id, &["a"], t0()))
+        .await
+        .unwrap();
+    db.commit_ingest(commit(&key, m.id, &["b"], t0()))
+        .await
+        .unwrap();
+    db.commit_ingest(commit(&key, m.id, &["c"], t0() + hours(1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        db.pii_findings(m.id, h..HourBucket(h.0 + 1)).await.unwrap(),
+        vec![("comment".to_owned(), "email".to_owned(), 2)]
+    );
+    assert_eq!(
+        db.pii_findings(m.id, ALL_HOURS).await.unwrap(),
+        vec![("comment".to_owned(), "email".to_owned(), 3)]
+    );
+    // A commit refused as a whole (an event id seen before) leaves no count behind.
+    assert!(
+        db.commit_ingest(commit(&key, m.id, &["a"], t0()))
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        db.pii_findings(m.id, ALL_HOURS).await.unwrap(),
+        vec![("comment".to_owned(), "email".to_owned(), 3)]
+    );
+    assert!(
+        db.pii_findings(m.id + 1, ALL_HOURS)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 async fn existing_event_keys_beyond_one_chunk(db: &TestStore) {
     let m = model(db, "fraud-v3").await;
     let key = DataKey::generate().unwrap();
@@ -666,6 +707,7 @@ async fn batches_overlap_the_range(db: &TestStore) {
             .collect(),
         profiles: vec![],
         volume: vec![],
+        pii_findings: vec![],
     };
     let first = db.commit_ingest(wide).await.unwrap()[0];
     let second = db
