@@ -430,6 +430,13 @@ pub fn load(
     Ok(config)
 }
 
+/// Settings that are secrets: their environment values are always strings.
+const SECRET_ENV_KEYS: &[(&str, &str)] = &[
+    ("keys", "pkcs11_pin"),
+    ("keys", "kek"),
+    ("store", "database_url"),
+];
+
 /// Applies `CUSTOS_<SECTION>__<KEY>[_FILE]` variables. Variables without the `__` separator are
 /// not configuration (for example test-harness settings) and are ignored.
 fn apply_env(
@@ -453,6 +460,10 @@ fn apply_env(
             })?;
             key = stripped.to_owned();
             toml::Value::String(content.trim_end_matches(['\n', '\r']).to_owned())
+        } else if SECRET_ENV_KEYS.contains(&(section.as_str(), key.as_str())) {
+            // Secrets are text even when they look like numbers (a PIN such as 4711), and a
+            // type error must not quote them.
+            toml::Value::String(raw)
         } else {
             env_value(&raw)
         };
