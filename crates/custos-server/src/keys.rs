@@ -18,6 +18,9 @@
 //! provider without the KEK versions the store names are [`KeyError::Unavailable`] (start sealed,
 //! retry). Loose permissions on key files or the PIN file, a PIN the token refuses (retrying
 //! would lock it), and a key object that could leave the token refuse to start.
+//!
+//! PKCS#11 calls are synchronous and made on the calling task; with a local token (SoftHSM, a
+//! PCIe HSM) they take microseconds, and they only happen for a new or uncached key.
 
 use crate::config::{Config, Pkcs11Config, Secret};
 use custos_core::{Clock, Partition};

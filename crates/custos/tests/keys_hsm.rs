@@ -518,6 +518,26 @@ async fn hsm_lifecycle(postgres: bool) {
     server.kill().unwrap();
     server.wait().unwrap();
 
+    // The PIN from the environment instead of a file (numeric, as PINs are).
+    let env_config = install.config.with_file_name("custos-env-pin.toml");
+    std::fs::write(
+        &env_config,
+        format!("[keys.pkcs11]\nmodule = \"{MODULE}\"\ntoken_label = \"{TOKEN}\"\n"),
+    )
+    .unwrap();
+    let mut args = install.store_args();
+    let at = args.iter().position(|a| a == "--config").unwrap();
+    args[at + 1] = env_config.display().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_custos"))
+        .args(["keys", "status"])
+        .args(&args)
+        .env("SOFTHSM2_CONF", &install.softhsm_conf)
+        .env("CUSTOS_KEYS__PKCS11_PIN", PIN)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("PKCS#11 token"), "{}", text(&out));
+
     // A PIN the token refuses stops the start (retrying would lock the PIN); so does a PIN
     // file others can read.
     write_private(&hsm.pin_file(), "9999\n");
