@@ -17,6 +17,11 @@ command -v pg_ctlcluster >/dev/null 2>&1 || need_apt+=(postgresql)
 # slapd per test in a temp dir on a free loopback port; the system instance is never used.
 command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ] || need_apt+=(slapd)
 command -v ldapmodify >/dev/null 2>&1 || need_apt+=(ldap-utils)
+# SoftHSM2 (a software PKCS#11 token) and OpenSC's pkcs11-tool for the HSM key-provider tests
+# (crates/custos-crypto/tests/pkcs11_softhsm.rs, crates/custos/tests/keys_hsm.rs); in CI they fail
+# rather than skip when these are missing.
+command -v softhsm2-util >/dev/null 2>&1 || need_apt+=(softhsm2)
+command -v pkcs11-tool >/dev/null 2>&1 || need_apt+=(opensc)
 # Prometheus for the scrape test (crates/custos-server/tests/prometheus.rs), which runs its own
 # prometheus process per test in a temp dir on a free loopback port; the packaged service is
 # never used (and is kept from starting during the install, below).

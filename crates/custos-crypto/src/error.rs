@@ -40,6 +40,16 @@ pub enum CryptoError {
         /// Its permission bits.
         mode: u32,
     },
+    /// The key provider (a hardware security module through PKCS#11) cannot be reached now: its
+    /// module does not load, the token is absent, the PIN is not provided yet, or the token holds
+    /// no KEK. Retrying may succeed (a server starts sealed and retries). Never carries the PIN.
+    #[error("the key provider is unavailable: {0}")]
+    ProviderUnavailable(String),
+    /// The key provider refused in a way retrying will not fix: wrong or locked PIN, a KEK object
+    /// that could leave the token (extractable or not sensitive), two objects claiming one
+    /// version. Never carries the PIN.
+    #[error("key provider: {0}")]
+    Provider(String),
     /// Input that is not in the expected format (before any authentication is involved).
     #[error("malformed input: {0}")]
     Format(String),

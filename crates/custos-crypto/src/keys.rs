@@ -2,9 +2,17 @@
 //!
 //! Owns: [`DataKey`], [`Kek`], [`KekRing`] (current KEK plus older versions for rotation),
 //! [`KeyContext`] and the wrapped-key format; the KEK directory provider lives in the private
-//! `dir` submodule — the only file IO of this crate. Must not: hand out raw key bytes, print
-//! them (every `Debug` here redacts), or unwrap a key for a context other than the one it was
-//! wrapped for.
+//! `dir` submodule — the only file IO of this crate — and the PKCS#11 (hardware security module)
+//! provider in [`pkcs11`]. Must not: hand out raw key bytes, print them (every `Debug` here
+//! redacts), or unwrap a key for a context other than the one it was wrapped for.
+//!
+//! A ring version is either *local* (32 key bytes in this process, from a key file or the
+//! environment) or *held* by a key provider that does the AES-256-GCM itself and never lets the
+//! key out (an HSM through PKCS#11). Both produce and accept exactly the same wrapped-key bytes:
+//! this module builds the nonce, the associated data and the header, checks the layout before any
+//! key is touched, and asks the version's cipher only for "AES-256-GCM with this nonce and this
+//! associated data". A wrapped key therefore never says which kind of provider made it (only its
+//! version), and every tamper check below holds for both.
 //!
 //! Wrapped-key format (`WrappedKey::bytes`): `format (u8 = 1) ‖ nonce (12) ‖ ciphertext (32) ‖
 //! tag (16)`, AES-256-GCM under the KEK named by `WrappedKey::kek_version`, with associated data
@@ -14,6 +22,7 @@
 //! too.
 
 mod dir;
+pub mod pkcs11;
 
 pub use dir::{
     RetiringKek, begin_retire_kek, load_kek_dir, load_or_create_kek_dir, rotate_kek_dir,
@@ -25,6 +34,7 @@ use crate::sealed::WrappedKey;
 use crate::secret::{SECRET_LEN, SecretBytes, decode_key_base64, random_key};
 use custos_core::Partition;
 use std::fmt;
+use std::sync::Arc;
 use zeroize::Zeroizing;
 
 /// Version of the wrapped-key byte layout.
@@ -57,11 +67,41 @@ impl fmt::Debug for DataKey {
     }
 }
 
+/// A KEK version whose key a key provider holds and uses itself (an HSM): this process only ever
+/// asks it for AES-256-GCM over one 32-byte key with a given nonce and associated data.
+pub(crate) trait HeldKek: Send + Sync {
+    /// Encrypts `plaintext`; returns `ciphertext (32) ‖ tag (16)`.
+    fn seal(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        plaintext: &[u8; SECRET_LEN],
+    ) -> Result<Vec<u8>, CryptoError>;
+
+    /// Decrypts `ciphertext (32) ‖ tag (16)`; [`CryptoError::Decrypt`] when it does not
+    /// authenticate.
+    fn open(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<[u8; SECRET_LEN]>, CryptoError>;
+}
+
+/// Where a KEK version's key is.
+#[derive(Clone)]
+enum KekMaterial {
+    /// The key bytes, in this process (key file, environment).
+    Local(Zeroizing<[u8; SECRET_LEN]>),
+    /// A handle to a key that never leaves its provider.
+    Held(Arc<dyn HeldKek>),
+}
+
 /// A versioned key-encryption key. Wiped on drop; `Debug` shows only the version.
 #[derive(Clone)]
 pub struct Kek {
     version: u32,
-    key: Zeroizing<[u8; SECRET_LEN]>,
+    material: KekMaterial,
 }
 
 impl Kek {
@@ -75,15 +115,77 @@ impl Kek {
         version: u32,
         key: Zeroizing<[u8; SECRET_LEN]>,
     ) -> Result<Self, CryptoError> {
+        Self::with_material(version, KekMaterial::Local(key))
+    }
+
+    pub(crate) fn held(version: u32, held: Arc<dyn HeldKek>) -> Result<Self, CryptoError> {
+        Self::with_material(version, KekMaterial::Held(held))
+    }
+
+    fn with_material(version: u32, material: KekMaterial) -> Result<Self, CryptoError> {
         if version == 0 {
             return Err(CryptoError::Format("KEK versions start at 1".to_owned()));
         }
-        Ok(Self { version, key })
+        Ok(Self { version, material })
     }
 
     /// The version stored beside every key this KEK wraps.
     pub fn version(&self) -> u32 {
         self.version
+    }
+
+    /// Whether the key is held by a key provider (an HSM) rather than present in this process.
+    pub fn is_held(&self) -> bool {
+        matches!(self.material, KekMaterial::Held(_))
+    }
+
+    /// AES-256-GCM over a 32-byte key: `ciphertext ‖ tag`.
+    fn seal(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        plaintext: &[u8; SECRET_LEN],
+    ) -> Result<Vec<u8>, CryptoError> {
+        let sealed = match &self.material {
+            KekMaterial::Local(key) => {
+                let mut body = Zeroizing::new(*plaintext);
+                let tag = gcm::encrypt_in_place(key, nonce, aad, body.as_mut_slice())?;
+                let mut sealed = Vec::with_capacity(SECRET_LEN + TAG_LEN);
+                sealed.extend_from_slice(body.as_slice());
+                sealed.extend_from_slice(&tag);
+                sealed
+            }
+            KekMaterial::Held(held) => held.seal(nonce, aad, plaintext)?,
+        };
+        // A provider answering with anything but ciphertext and a full tag is not trusted.
+        if sealed.len() != SECRET_LEN + TAG_LEN {
+            return Err(CryptoError::Format(
+                "the key provider returned a wrap of the wrong length".to_owned(),
+            ));
+        }
+        Ok(sealed)
+    }
+
+    /// The inverse of [`Self::seal`]; `sealed` is `ciphertext (32) ‖ tag (16)`.
+    fn open(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<[u8; SECRET_LEN]>, CryptoError> {
+        if sealed.len() != SECRET_LEN + TAG_LEN {
+            return Err(CryptoError::Decrypt);
+        }
+        match &self.material {
+            KekMaterial::Local(key) => {
+                let (body, tag) = sealed.split_at(SECRET_LEN);
+                let mut out = Zeroizing::new([0u8; SECRET_LEN]);
+                out.copy_from_slice(body);
+                gcm::decrypt_in_place(key, nonce, aad, out.as_mut_slice(), tag)?;
+                Ok(out)
+            }
+            KekMaterial::Held(held) => held.open(nonce, aad, sealed),
+        }
     }
 }
 
@@ -91,7 +193,14 @@ impl fmt::Debug for Kek {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Kek")
             .field("version", &self.version)
-            .field("key", &"[redacted]")
+            .field(
+                "key",
+                &if self.is_held() {
+                    "[held by the key provider]"
+                } else {
+                    "[redacted]"
+                },
+            )
             .finish()
     }
 }
@@ -220,13 +329,11 @@ impl KekRing {
         let version = self.current.version;
         let nonce = gcm::random_nonce()?;
         let aad = wrap_aad(version, context);
-        let mut body = Zeroizing::new(*key);
-        let tag = gcm::encrypt_in_place(&self.current.key, &nonce, &aad, body.as_mut_slice())?;
+        let sealed = self.current.seal(&nonce, &aad, key)?;
         let mut bytes = Vec::with_capacity(WRAPPED_LEN);
         bytes.push(WRAP_FORMAT_V1);
         bytes.extend_from_slice(&nonce);
-        bytes.extend_from_slice(body.as_slice());
-        bytes.extend_from_slice(&tag);
+        bytes.extend_from_slice(&sealed);
         Ok(WrappedKey {
             kek_version: version,
             bytes,
@@ -250,14 +357,15 @@ impl KekRing {
             return Err(CryptoError::Decrypt);
         }
         let nonce: &[u8; NONCE_LEN] = nonce.try_into().map_err(|_| CryptoError::Decrypt)?;
-        let mut key = Zeroizing::new([0u8; SECRET_LEN]);
-        if body.len() != SECRET_LEN {
+        if body.len() != SECRET_LEN || tag.len() != TAG_LEN {
             return Err(CryptoError::Decrypt);
         }
-        key.copy_from_slice(body);
         let aad = wrap_aad(wrapped.kek_version, context);
-        gcm::decrypt_in_place(&kek.key, nonce, &aad, key.as_mut_slice(), tag)?;
-        Ok(key)
+        let sealed = wrapped
+            .bytes
+            .get(1 + NONCE_LEN..)
+            .ok_or(CryptoError::Decrypt)?;
+        kek.open(nonce, &aad, sealed)
     }
 }
 

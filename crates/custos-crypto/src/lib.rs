@@ -4,10 +4,11 @@
 //! What this crate must not do: talk to a database or the network, log key material, or offer a
 //! way to persist anything unencrypted. The store accepts only [`sealed::SealedBatch`] and
 //! [`sealed::SealedBlob`], and only this crate can make them. The only file IO is the KEK
-//! directory provider in [`keys`].
+//! directory provider in [`keys`]; the only foreign code it loads is a PKCS#11 module
+//! ([`keys::pkcs11`]), whose token holds KEKs that never enter this process.
 //!
-//! Key hierarchy: a key-encryption key ([`keys::Kek`], versioned, from a 0600 file or the
-//! environment) wraps one random [`keys::DataKey`] per (model, day partition) and the server's
+//! Key hierarchy: a key-encryption key ([`keys::Kek`], versioned, from a 0600 file, the
+//! environment, or held by an HSM) wraps one random [`keys::DataKey`] per (model, day partition) and the server's
 //! stored secrets ([`SecretBytes`]); data keys seal event batches and blobs ([`seal`]). Deleting a
 //! wrapped data key erases its day (crypto-shredding); rotating the KEK re-wraps only the small
 //! wrapped keys, never the data.

@@ -125,6 +125,16 @@ pub struct KeysConfig {
     pub kek: Option<Secret>,
     /// While sealed (keys unavailable at start), seconds between attempts to load them. Default 5.
     pub unseal_retry_seconds: u64,
+    /// `[keys.pkcs11]`: the key-encryption keys live in a hardware security module, reached
+    /// through its PKCS#11 module. When set, neither `kek` nor `kek_dir` may be. File only
+    /// (nested tables have no environment-variable form), except the PIN.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pkcs11: Option<Pkcs11Config>,
+    /// The PKCS#11 user PIN, from `CUSTOS_KEYS__PKCS11_PIN` or (read once at start)
+    /// `CUSTOS_KEYS__PKCS11_PIN_FILE`. Refused in the configuration file: use
+    /// `keys.pkcs11.pin_file` there.
+    #[serde(skip_serializing)]
+    pub pkcs11_pin: Option<Secret>,
 }
 
 impl Default for KeysConfig {
@@ -133,6 +143,60 @@ impl Default for KeysConfig {
             kek_dir: None,
             kek: None,
             unseal_retry_seconds: 5,
+            pkcs11: None,
+            pkcs11_pin: None,
+        }
+    }
+}
+
+/// `[keys.pkcs11]`: where the hardware security module keeps the key-encryption keys.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pkcs11Config {
+    /// The vendor's PKCS#11 module (a shared library), e.g. `/usr/lib/softhsm/libsofthsm2.so`.
+    pub module: PathBuf,
+    /// The token's label.
+    pub token_label: String,
+    /// Label prefix of the key objects: version N is `<key_label>-v<N>`. Default `custos-kek`.
+    #[serde(default = "default_key_label")]
+    pub key_label: String,
+    /// A file holding the user PIN (one line, owner-only permissions), re-read at every attempt
+    /// to reach the token, so a sealed server unseals once the secret is mounted. Alternatively
+    /// `CUSTOS_KEYS__PKCS11_PIN[_FILE]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin_file: Option<PathBuf>,
+}
+
+fn default_key_label() -> String {
+    "custos-kek".into()
+}
+
+impl KeysConfig {
+    fn check(&self) -> Result<(), String> {
+        let Some(p) = &self.pkcs11 else {
+            if self.pkcs11_pin.is_some() {
+                return Err("CUSTOS_KEYS__PKCS11_PIN is set but [keys.pkcs11] is not".into());
+            }
+            return Ok(());
+        };
+        if self.kek.is_some() || self.kek_dir.is_some() {
+            return Err(
+                "[keys.pkcs11] cannot be combined with keys.kek or keys.kek_dir: choose one \
+                 key provider"
+                    .into(),
+            );
+        }
+        match (&p.pin_file, &self.pkcs11_pin) {
+            (None, None) => Err("[keys.pkcs11] needs a user PIN: keys.pkcs11.pin_file, or \
+                 CUSTOS_KEYS__PKCS11_PIN / CUSTOS_KEYS__PKCS11_PIN_FILE"
+                .into()),
+            (Some(_), Some(_)) => Err("the PKCS#11 PIN is given twice (keys.pkcs11.pin_file and \
+                 CUSTOS_KEYS__PKCS11_PIN[_FILE]); keep one"
+                .into()),
+            _ if p.token_label.is_empty() || p.key_label.is_empty() => {
+                Err("keys.pkcs11.token_label and key_label must not be empty".into())
+            }
+            _ => Ok(()),
         }
     }
 }
@@ -347,6 +411,17 @@ pub fn load(
         }
         None => toml::Table::new(),
     };
+    if table
+        .get("keys")
+        .and_then(toml::Value::as_table)
+        .is_some_and(|keys| keys.contains_key("pkcs11_pin"))
+    {
+        return Err(ConfigError::Invalid(
+            "keys.pkcs11_pin must not be written into the configuration file: use \
+             keys.pkcs11.pin_file, CUSTOS_KEYS__PKCS11_PIN_FILE or CUSTOS_KEYS__PKCS11_PIN"
+                .into(),
+        ));
+    }
     apply_env(&mut table, env)?;
     let config: Config = toml::Value::Table(table)
         .try_into()
@@ -354,6 +429,13 @@ pub fn load(
     check(&config)?;
     Ok(config)
 }
+
+/// Settings that are secrets: their environment values are always strings.
+const SECRET_ENV_KEYS: &[(&str, &str)] = &[
+    ("keys", "pkcs11_pin"),
+    ("keys", "kek"),
+    ("store", "database_url"),
+];
 
 /// Applies `CUSTOS_<SECTION>__<KEY>[_FILE]` variables. Variables without the `__` separator are
 /// not configuration (for example test-harness settings) and are ignored.
@@ -378,6 +460,10 @@ fn apply_env(
             })?;
             key = stripped.to_owned();
             toml::Value::String(content.trim_end_matches(['\n', '\r']).to_owned())
+        } else if SECRET_ENV_KEYS.contains(&(section.as_str(), key.as_str())) {
+            // Secrets are text even when they look like numbers (a PIN such as 4711), and a
+            // type error must not quote them.
+            toml::Value::String(raw)
         } else {
             env_value(&raw)
         };
@@ -423,6 +509,7 @@ fn check(config: &Config) -> Result<(), ConfigError> {
         ));
     }
     crate::limits::check_config(l).map_err(ConfigError::Invalid)?;
+    config.keys.check().map_err(ConfigError::Invalid)?;
     config.tokens.check().map_err(ConfigError::Invalid)?;
     config.oauth.check().map_err(ConfigError::Invalid)?;
     if let Some(oidc) = &config.oidc {
@@ -566,6 +653,43 @@ mod tests {
             Some("postgres://u:pw@localhost/db")
         );
         assert!(!format!("{c:?}").contains("pw@"));
+    }
+
+    #[test]
+    fn pkcs11_settings_and_their_pin() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("custos.toml");
+        let table = "[keys.pkcs11]\nmodule = \"/usr/lib/softhsm/libsofthsm2.so\"\n\
+                     token_label = \"custos\"\n";
+        std::fs::write(&file, format!("{table}pin_file = \"/run/pin\"\n")).unwrap();
+        let c = load(Some(&file), Vec::new()).unwrap();
+        let p = c.keys.pkcs11.as_ref().unwrap();
+        assert_eq!(p.key_label, "custos-kek");
+        assert_eq!(p.pin_file.as_deref(), Some(Path::new("/run/pin")));
+        // The PIN from the environment instead of a file; never shown by Debug.
+        std::fs::write(&file, table).unwrap();
+        let c = load(Some(&file), env(&[("CUSTOS_KEYS__PKCS11_PIN", "4711")])).unwrap();
+        assert_eq!(c.keys.pkcs11_pin.as_ref().map(Secret::expose), Some("4711"));
+        assert!(!format!("{c:?}").contains("4711"));
+        // No PIN at all, two PINs, a PIN in the file, a second key provider: refused.
+        let err = load(Some(&file), Vec::new()).unwrap_err().to_string();
+        assert!(err.contains("needs a user PIN"), "{err}");
+        std::fs::write(&file, format!("{table}pin_file = \"/run/pin\"\n")).unwrap();
+        let err = load(Some(&file), env(&[("CUSTOS_KEYS__PKCS11_PIN", "4711")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("twice"), "{err}");
+        std::fs::write(&file, format!("[keys]\npkcs11_pin = \"4711\"\n{table}")).unwrap();
+        let err = load(Some(&file), Vec::new()).unwrap_err().to_string();
+        assert!(err.contains("must not be written"), "{err}");
+        assert!(!err.contains("4711"), "{err}");
+        std::fs::write(
+            &file,
+            format!("[keys]\nkek_dir = \"/k\"\n{table}pin_file = \"/run/pin\"\n"),
+        )
+        .unwrap();
+        let err = load(Some(&file), Vec::new()).unwrap_err().to_string();
+        assert!(err.contains("choose one"), "{err}");
     }
 
     #[test]

@@ -8,8 +8,14 @@
 //! rows are the store's (`custos_store::kek`). Must not: decrypt any payload (a rewrap unwraps
 //! and re-wraps keys only), or put key material into errors, logs or audit records (versions
 //! and counts only).
+//!
+//! The key directory and the hardware security module (`[keys.pkcs11]`) work alike: rotate adds
+//! version N+1 (a key file, or a non-extractable key object created inside the token), rewrap
+//! re-wraps through the provider's ring, retire hides the version (renames the file, relabels
+//! the object), counts once more and then destroys it (overwrites and removes the file,
+//! `C_DestroyObject`) or restores it.
 
-use crate::keys::{KekSource, KeyError, kek_source};
+use crate::keys::{KekSource, KeyError, kek_source, provider_ring as load_provider_ring};
 use crate::state::AppState;
 use custos_core::{ActorType, AuditEvent, Outcome};
 use custos_crypto::CryptoError;
@@ -115,9 +121,63 @@ fn usage_json(usage: &BTreeMap<u32, KekUsage>) -> serde_json::Value {
         .into()
 }
 
-fn dir_of(state: &AppState, what: &str) -> Result<PathBuf, KekAdminError> {
+/// A provider that can rotate and retire: a key directory or an HSM.
+enum Rotatable {
+    Dir(PathBuf),
+    Hsm(custos_crypto::keys::pkcs11::Hsm),
+}
+
+/// A version being retired, by provider.
+enum Retiring {
+    Dir(custos_crypto::keys::RetiringKek),
+    Hsm(custos_crypto::keys::pkcs11::RetiringHsmKek),
+}
+
+impl Retiring {
+    fn destroy(self) -> Result<(), CryptoError> {
+        match self {
+            Self::Dir(r) => r.destroy(),
+            Self::Hsm(r) => r.destroy(),
+        }
+    }
+
+    fn restore(self) -> Result<(), CryptoError> {
+        match self {
+            Self::Dir(r) => r.restore(),
+            Self::Hsm(r) => r.restore(),
+        }
+    }
+}
+
+impl Rotatable {
+    fn rotate(&self) -> Result<KekRing, CryptoError> {
+        match self {
+            Self::Dir(dir) => custos_crypto::keys::rotate_kek_dir(dir),
+            Self::Hsm(hsm) => hsm.rotate(),
+        }
+    }
+
+    fn begin_retire(&self, version: u32) -> Result<Retiring, CryptoError> {
+        match self {
+            Self::Dir(dir) => {
+                custos_crypto::keys::begin_retire_kek(dir, version).map(Retiring::Dir)
+            }
+            Self::Hsm(hsm) => hsm.begin_retire(version).map(Retiring::Hsm),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::Dir(dir) => dir.display().to_string(),
+            Self::Hsm(hsm) => format!("the PKCS#11 token {:?}", hsm.settings().token_label),
+        }
+    }
+}
+
+fn dir_of(state: &AppState, what: &str) -> Result<Rotatable, KekAdminError> {
     match kek_source(&state.config) {
-        KekSource::Dir(dir) => Ok(dir),
+        KekSource::Dir(dir) => Ok(Rotatable::Dir(dir)),
+        KekSource::Pkcs11(source) => Ok(Rotatable::Hsm(source.connect()?)),
         KekSource::Fixed => Err(KekAdminError::Refused(format!(
             "cannot {what}: the key-encryption key is a single fixed key (keys.kek, from \
              CUSTOS_KEYS__KEK or CUSTOS_KEYS__KEK_FILE), which has only version 1. To rotate, move \
@@ -130,21 +190,7 @@ fn dir_of(state: &AppState, what: &str) -> Result<PathBuf, KekAdminError> {
 
 /// The provider's ring as it is now (re-read, never created).
 fn provider_ring(state: &AppState) -> Result<KekRing, KekAdminError> {
-    match kek_source(&state.config) {
-        KekSource::Dir(dir) => Ok(custos_crypto::keys::load_kek_dir(&dir)?),
-        KekSource::Fixed => {
-            let kek = state
-                .config
-                .keys
-                .kek
-                .as_ref()
-                .ok_or_else(|| KekAdminError::Refused("keys.kek is not configured".into()))?;
-            Ok(KekRing::new(
-                custos_crypto::keys::kek_from_base64(1, kek.expose())?,
-                Vec::new(),
-            ))
-        }
-    }
+    Ok(load_provider_ring(&state.config)?)
 }
 
 /// KEK versions and how many stored keys each wraps. Audited (`keys.status`).
@@ -165,11 +211,12 @@ pub async fn status(state: &AppState) -> Result<KekStatus, KekAdminError> {
     })
 }
 
-/// Adds KEK version N+1 to the key directory; new wraps use it (a running server re-reads the
-/// directory before each new wrap). Recorded before the file is created. Returns the new ring.
+/// Adds KEK version N+1 to the key directory or the token; new wraps use it (a running server
+/// re-reads the provider before each new wrap). Recorded before the key is created. Returns the
+/// new ring.
 pub async fn rotate(state: &AppState) -> Result<KekRing, KekAdminError> {
-    let dir = dir_of(state, "rotate")?;
-    let before = custos_crypto::keys::load_kek_dir(&dir)?;
+    let provider = dir_of(state, "rotate")?;
+    let before = provider_ring(state)?;
     let next = before.current_version().saturating_add(1);
     record(
         state,
@@ -178,7 +225,7 @@ pub async fn rotate(state: &AppState) -> Result<KekRing, KekAdminError> {
         serde_json::json!({ "previous_version": before.current_version(), "version": next }),
     )
     .await?;
-    match custos_crypto::keys::rotate_kek_dir(&dir) {
+    match provider.rotate() {
         Ok(ring) if ring.current_version() == next => Ok(ring),
         Ok(ring) => {
             let err = KekAdminError::Refused(format!(
@@ -333,13 +380,13 @@ fn still_used(version: u32, usage: &BTreeMap<u32, KekUsage>) -> Option<String> {
     })
 }
 
-/// Destroys KEK version `version` (overwrites and removes its file) so that it can never
-/// unwrap again. Refused for the current version and while any stored key still names it
-/// (counted again after the file is hidden, so a key wrapped in between is caught and the file
-/// restored). The refusal and the retirement are both audited; the file is only destroyed once
-/// the retirement is recorded.
+/// Destroys KEK version `version` (overwrites and removes its file, or destroys the HSM key
+/// object) so that it can never unwrap again. Refused for the current version and while any
+/// stored key still names it (counted again after the version is hidden, so a key wrapped in
+/// between is caught and the version restored). The refusal and the retirement are both
+/// audited; the key is only destroyed once the retirement is recorded.
 pub async fn retire(state: &AppState, version: u32) -> Result<(), KekAdminError> {
-    let dir = dir_of(state, "retire a KEK version")?;
+    let provider = dir_of(state, "retire a KEK version")?;
     let refuse = |reason: String| async move {
         record(
             state,
@@ -350,7 +397,7 @@ pub async fn retire(state: &AppState, version: u32) -> Result<(), KekAdminError>
         .await?;
         Err::<(), _>(KekAdminError::Refused(reason))
     };
-    let ring = custos_crypto::keys::load_kek_dir(&dir)?;
+    let ring = provider_ring(state)?;
     if ring.current_version() == version {
         return refuse(format!(
             "refusing to retire KEK version {version}: it is the current version; run `custos \
@@ -361,7 +408,7 @@ pub async fn retire(state: &AppState, version: u32) -> Result<(), KekAdminError>
     if !ring.versions().contains(&version) {
         return refuse(format!(
             "there is no KEK version {version} in {} (versions: {:?})",
-            dir.display(),
+            provider.describe(),
             ring.versions()
         ))
         .await;
@@ -369,7 +416,7 @@ pub async fn retire(state: &AppState, version: u32) -> Result<(), KekAdminError>
     if let Some(reason) = still_used(version, &state.store.kek_usage().await?) {
         return refuse(reason).await;
     }
-    let retiring = custos_crypto::keys::begin_retire_kek(&dir, version)?;
+    let retiring = provider.begin_retire(version)?;
     let usage = match state.store.kek_usage().await {
         Ok(usage) => usage,
         Err(e) => {

@@ -8,14 +8,27 @@
 //! (new data keys and secrets are rare: one per model and day) and whenever a stored key names a
 //! version the ring does not hold, so a `custos keys rotate` + `rewrap` done while the server
 //! runs neither breaks it nor leaves it wrapping under the old version. A fixed key
-//! (`keys.kek`) has nothing to re-read.
+//! (`keys.kek`) has nothing to re-read. With a hardware security module (`[keys.pkcs11]`) the
+//! same re-read is a fresh PKCS#11 session that lists the token's KEK objects; the keys never
+//! leave the token, every wrap and unwrap is a `CKM_AES_GCM` call into it (see
+//! `custos_crypto::keys::pkcs11`).
+//!
+//! Which provider failures seal and which refuse: a key directory that is missing or unreadable,
+//! a PKCS#11 module that does not load, a token that is absent, a PIN file not there yet, or a
+//! provider without the KEK versions the store names are [`KeyError::Unavailable`] (start sealed,
+//! retry). Loose permissions on key files or the PIN file, a PIN the token refuses (retrying
+//! would lock it), and a key object that could leave the token refuse to start.
+//!
+//! PKCS#11 calls are synchronous and made on the calling task; with a local token (SoftHSM, a
+//! PCIe HSM) they take microseconds, and they only happen for a new or uncached key.
 
-use crate::config::Config;
+use crate::config::{Config, Pkcs11Config, Secret};
 use custos_core::{Clock, Partition, TenantName};
 use custos_crypto::CryptoError;
 use custos_crypto::WrappedKey;
 use custos_crypto::auditlog::AuditHasher;
 use custos_crypto::checkpoint::NoteSigner;
+use custos_crypto::keys::pkcs11::{Hsm, Pkcs11Settings};
 use custos_crypto::keys::{DataKey, Kek, KekRing, KeyContext};
 use custos_crypto::pseudonym::{HmacPseudonymizer, SecretBytes};
 use custos_crypto::token::TokenHasher;
@@ -67,7 +80,10 @@ impl KeyError {
     /// Whether this is the provider being unreachable (seal and retry) rather than a
     /// misconfiguration or damage (refuse to start).
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Unavailable(_))
+        matches!(
+            self,
+            Self::Unavailable(_) | Self::Crypto(custos_crypto::CryptoError::ProviderUnavailable(_))
+        )
     }
 }
 
@@ -84,10 +100,91 @@ pub enum KekSource {
     Fixed,
     /// A directory of `kek-v<N>.key` files, the highest version current.
     Dir(PathBuf),
+    /// KEKs held by a hardware security module (`[keys.pkcs11]`).
+    Pkcs11(Pkcs11Source),
+}
+
+/// `[keys.pkcs11]` and the PIN from the environment, if that is where it comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pkcs11Source {
+    /// Module, token, key labels, PIN file.
+    pub config: Pkcs11Config,
+    pin: Option<Secret>,
+}
+
+impl Pkcs11Source {
+    fn settings(&self) -> Pkcs11Settings {
+        Pkcs11Settings {
+            module: self.config.module.clone(),
+            token_label: self.config.token_label.clone(),
+            key_label: self.config.key_label.clone(),
+        }
+    }
+
+    /// The user PIN: from the environment, or re-read from the PIN file. A PIN file that is not
+    /// there (yet) is the provider being unavailable; one others can read refuses.
+    fn pin(&self) -> Result<Zeroizing<String>, KeyError> {
+        if let Some(pin) = &self.pin {
+            return Ok(Zeroizing::new(pin.expose().to_owned()));
+        }
+        let path = self
+            .config
+            .pin_file
+            .as_deref()
+            .ok_or_else(|| KeyError::Inconsistent("no PKCS#11 PIN is configured".into()))?;
+        let unavailable = |reason: String| {
+            KeyError::Unavailable(CryptoError::ProviderUnavailable(format!(
+                "PKCS#11 PIN file {}: {reason}",
+                path.display()
+            )))
+        };
+        let file = std::fs::File::open(path).map_err(|e| unavailable(e.to_string()))?;
+        let meta = file.metadata().map_err(|e| unavailable(e.to_string()))?;
+        let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777;
+        if !meta.is_file() {
+            return Err(unavailable("not a regular file".into()));
+        }
+        if mode & 0o077 != 0 {
+            return Err(KeyError::Crypto(CryptoError::InsecurePermissions {
+                path: path.to_path_buf(),
+                mode,
+            }));
+        }
+        let mut bytes = Zeroizing::new(Vec::with_capacity(256));
+        std::io::Read::read_to_end(&mut std::io::Read::take(file, 4096), &mut bytes)
+            .map_err(|e| unavailable(e.to_string()))?;
+        match crate::config::secret_from_bytes(&bytes) {
+            Some(pin) if !pin.is_empty() => Ok(pin),
+            _ => Err(KeyError::Inconsistent(format!(
+                "PKCS#11 PIN file {} is empty or not UTF-8",
+                path.display()
+            ))),
+        }
+    }
+
+    /// A logged-in connection to the token.
+    pub(crate) fn connect(&self) -> Result<Hsm, KeyError> {
+        let pin = self.pin()?;
+        Hsm::connect(&self.settings(), &pin).map_err(provider_error)
+    }
+}
+
+/// A provider failure: unreachable → [`KeyError::Unavailable`], anything else as it is.
+fn provider_error(e: CryptoError) -> KeyError {
+    match e {
+        e @ CryptoError::ProviderUnavailable(_) => KeyError::Unavailable(e),
+        e => KeyError::Crypto(e),
+    }
 }
 
 /// The provider the configuration names.
 pub fn kek_source(config: &Config) -> KekSource {
+    if let Some(pkcs11) = &config.keys.pkcs11 {
+        return KekSource::Pkcs11(Pkcs11Source {
+            config: pkcs11.clone(),
+            pin: config.keys.pkcs11_pin.clone(),
+        });
+    }
     if config.keys.kek.is_some() {
         return KekSource::Fixed;
     }
@@ -121,6 +218,32 @@ pub async fn load_kek_ring(config: &Config, store: &Store) -> Result<KekRing, Ke
             }
             load_existing(&dir)
         }
+        KekSource::Pkcs11(source) => {
+            let hsm = source.connect()?;
+            if store.kek_usage().await?.is_empty() {
+                return hsm.ring_or_create().map_err(provider_error);
+            }
+            hsm.ring().map_err(provider_error)
+        }
+    }
+}
+
+/// The provider's ring as it is now: re-read, never created.
+pub(crate) fn provider_ring(config: &Config) -> Result<KekRing, KeyError> {
+    match kek_source(config) {
+        KekSource::Dir(dir) => load_existing(&dir),
+        KekSource::Pkcs11(source) => source.connect()?.ring().map_err(provider_error),
+        KekSource::Fixed => {
+            let kek = config
+                .keys
+                .kek
+                .as_ref()
+                .ok_or_else(|| KeyError::Inconsistent("keys.kek is not configured".into()))?;
+            Ok(KekRing::new(
+                custos_crypto::keys::kek_from_base64(1, kek.expose())?,
+                Vec::new(),
+            ))
+        }
     }
 }
 
@@ -145,12 +268,13 @@ impl Ring {
             .map_err(|_| KeyError::Inconsistent("key ring lock poisoned".into()))
     }
 
-    /// Re-reads the directory; a fixed key is returned as is.
+    /// Re-reads the directory or the token; a fixed key is returned as is.
     fn reload(&self) -> Result<KekRing, KeyError> {
-        let KekSource::Dir(dir) = &self.source else {
-            return self.current();
+        let fresh = match &self.source {
+            KekSource::Fixed => return self.current(),
+            KekSource::Dir(dir) => load_existing(dir)?,
+            KekSource::Pkcs11(source) => source.connect()?.ring().map_err(provider_error)?,
         };
-        let fresh = load_existing(dir)?;
         let mut ring = self
             .ring
             .write()
@@ -173,11 +297,17 @@ impl Ring {
     }
 
     /// Runs an unwrap; if the stored key names a version this ring does not hold (a rewrap
-    /// done by `custos keys rewrap` after a rotation), re-reads the ring once and retries.
+    /// done by `custos keys rewrap` after a rotation), re-reads the ring once and retries. With
+    /// an HSM, a session that stopped answering is also reopened once.
     fn unwrap<T>(&self, f: impl Fn(&KekRing) -> Result<T, CryptoError>) -> Result<T, KeyError> {
         match f(&self.current()?) {
-            Err(CryptoError::UnknownKekVersion(_)) if matches!(self.source, KekSource::Dir(_)) => {
+            Err(CryptoError::UnknownKekVersion(_)) if !matches!(self.source, KekSource::Fixed) => {
                 Ok(f(&self.reload()?)?)
+            }
+            Err(CryptoError::ProviderUnavailable(_))
+                if matches!(self.source, KekSource::Pkcs11(_)) =>
+            {
+                f(&self.reload()?).map_err(provider_error)
             }
             other => Ok(other?),
         }

@@ -1,7 +1,8 @@
 //! Sealed start: the server runs, but without its keys.
 //!
 //! When the store already holds wrapped keys and the key provider has no KEK that unwraps them
-//! (key directory missing or unreadable, version absent — [`KeyError::Unavailable`]), `custos
+//! (key directory missing or unreadable, version absent, PKCS#11 module or token unreachable,
+//! PIN file not mounted — [`KeyError::Unavailable`]), `custos
 //! serve` does not exit and never runs without encryption: it listens, answers `GET /healthz`
 //! with 503 `{"status": "sealed"}`, answers every other request with 503 and a JSON error, and
 //! writes no audit entry (that needs keys). A background task retries [`App::build`] every
@@ -9,8 +10,8 @@
 //! (recording `server.start` with `"unsealed": true`) and every request goes to the normal
 //! router from then on.
 //!
-//! Owns the sealed router and the retry. Loose key-file permissions, a wrong key or damage are
-//! not "unavailable": they still refuse to start.
+//! Owns the sealed router and the retry. Loose key-file permissions, a wrong key, a PIN the
+//! token refuses or damage are not "unavailable": they still refuse to start.
 
 use crate::config::Config;
 use crate::error::ApiError;

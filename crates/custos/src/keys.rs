@@ -130,6 +130,12 @@ fn print_status(status: &KekStatus) {
     match &status.source {
         KekSource::Dir(dir) => println!("KEK provider: key directory {}", dir.display()),
         KekSource::Fixed => println!("KEK provider: fixed key (keys.kek), version 1"),
+        KekSource::Pkcs11(source) => println!(
+            "KEK provider: PKCS#11 token {:?} through {} (key objects {}-v<N>, held by the HSM)",
+            source.config.token_label,
+            source.config.module.display(),
+            source.config.key_label
+        ),
     }
     let mut versions: Vec<u32> = status.versions.clone();
     versions.extend(status.usage.keys().filter(|v| !status.versions.contains(v)));
