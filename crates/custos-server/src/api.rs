@@ -93,6 +93,7 @@ pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     doc.merge(crate::audit_api::AuditDoc::openapi());
     doc.merge(crate::history_api::HistoryDoc::openapi());
     doc.merge(crate::tokens_api::TokensDoc::openapi());
+    doc.merge(crate::retention::RetentionDoc::openapi());
     Json(doc)
 }
 

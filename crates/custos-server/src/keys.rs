@@ -16,7 +16,7 @@ use custos_crypto::CryptoError;
 use custos_crypto::WrappedKey;
 use custos_crypto::auditlog::AuditHasher;
 use custos_crypto::checkpoint::NoteSigner;
-use custos_crypto::keys::{DataKey, Kek, KekRing, KeyContext};
+use custos_crypto::keys::{DataKey, Kek, KekRing, KeyContext, KeyPurpose};
 use custos_crypto::pseudonym::{HmacPseudonymizer, SecretBytes};
 use custos_crypto::token::TokenHasher;
 use custos_crypto::vault::VaultLookup;
@@ -27,6 +27,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use zeroize::Zeroizing;
 
 const DATA_KEY_CACHE_LIMIT: usize = 4_096;
+/// How long an unwrapped data key is used from memory before the store is asked again. A key
+/// shredded by this replica leaves its cache at once; one shredded by another replica (the
+/// retention job runs on one) is dropped here within this time.
+const DATA_KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 const SECRET_PII_HMAC: &str = "pii-hmac-key";
 const SECRET_EVENT_HMAC: &str = "event-hmac-key";
 const SECRET_TOKEN_PEPPER: &str = "token-pepper";
@@ -204,6 +208,12 @@ fn unavailable_if_unknown(e: KeyError) -> KeyError {
     }
 }
 
+/// An unwrapped data key in memory, and when it was read.
+struct CachedKey {
+    key: Arc<DataKey>,
+    read_at: std::time::Instant,
+}
+
 /// Keys the running server holds.
 pub struct KeyService {
     ring: Ring,
@@ -214,7 +224,7 @@ pub struct KeyService {
     oauth_seed: SecretBytes,
     vault_lookup: VaultLookup,
     clock: Arc<dyn Clock>,
-    data_keys: Mutex<HashMap<(i64, Partition), Arc<DataKey>>>,
+    data_keys: Mutex<HashMap<(i64, Partition, KeyPurpose), CachedKey>>,
     vault_keys: Mutex<HashMap<i64, Arc<DataKey>>>,
 }
 
@@ -296,30 +306,39 @@ impl KeyService {
         Ok(NoteSigner::from_seed(origin, seed.expose())?)
     }
 
-    /// The data key of one model's day, created on first use.
+    /// The data key that seals `purpose` rows ([`KeyPurpose::Events`]: event batches and
+    /// labels; [`KeyPurpose::Profiles`]: profile deltas and reference profiles) of one model's
+    /// day, created on first use. A day stored before purposes existed answers with its
+    /// `shared` key for either purpose (until retention splits or destroys it).
     pub async fn data_key(
         &self,
         model_id: i64,
         partition: Partition,
+        purpose: KeyPurpose,
     ) -> Result<Arc<DataKey>, KeyError> {
-        if let Some(key) = self.cached(model_id, partition) {
+        if let Some(key) = self.cached(model_id, partition, purpose) {
             return Ok(key);
         }
-        let context = KeyContext::Data {
+        let context = |purpose| KeyContext::Data {
             model_id,
             partition,
+            purpose,
         };
-        let key = match self.store.get_data_key(model_id, partition).await? {
-            Some(wrapped) => self.ring.unwrap(|r| r.unwrap(&context, &wrapped))?,
+        let key = match self
+            .store
+            .get_data_key(model_id, partition, purpose)
+            .await?
+        {
+            Some((found, wrapped)) => self.ring.unwrap(|r| r.unwrap(&context(found), &wrapped))?,
             None => {
                 let fresh = DataKey::generate()?;
-                let wrapped = self.ring.for_wrap()?.wrap(&context, &fresh)?;
+                let wrapped = self.ring.for_wrap()?.wrap(&context(purpose), &fresh)?;
                 let now = self.clock.now();
-                let winner = self
+                let (found, winner) = self
                     .store
-                    .insert_data_key_if_absent(model_id, partition, &wrapped, now)
+                    .insert_data_key_if_absent(model_id, partition, purpose, &wrapped, now)
                     .await?;
-                self.ring.unwrap(|r| r.unwrap(&context, &winner))?
+                self.ring.unwrap(|r| r.unwrap(&context(found), &winner))?
             }
         };
         let key = Arc::new(key);
@@ -327,9 +346,52 @@ impl KeyService {
             if cache.len() >= DATA_KEY_CACHE_LIMIT {
                 cache.clear();
             }
-            cache.insert((model_id, partition), Arc::clone(&key));
+            cache.insert(
+                (model_id, partition, purpose),
+                CachedKey {
+                    key: Arc::clone(&key),
+                    read_at: std::time::Instant::now(),
+                },
+            );
         }
         Ok(key)
+    }
+
+    /// A fresh data key wrapped for (model, partition, purpose), not stored: the retention job
+    /// re-seals a legacy day's profiles under it and stores it in the shred's transaction.
+    pub fn new_data_key(
+        &self,
+        model_id: i64,
+        partition: Partition,
+        purpose: KeyPurpose,
+    ) -> Result<(DataKey, custos_crypto::WrappedKey), KeyError> {
+        let fresh = DataKey::generate()?;
+        let wrapped = self.ring.for_wrap()?.wrap(
+            &KeyContext::Data {
+                model_id,
+                partition,
+                purpose,
+            },
+            &fresh,
+        )?;
+        Ok((fresh, wrapped))
+    }
+
+    /// Drops every cached key of one model's day (after a shred of that day).
+    pub fn forget_partition(&self, model_id: i64, partition: Partition) {
+        if let Ok(mut cache) = self.data_keys.lock() {
+            cache.retain(|(m, p, _), _| !(*m == model_id && *p == partition));
+        }
+    }
+
+    /// Drops every cached key of a model, its vault key included (after its data's erasure).
+    pub fn forget_model(&self, model_id: i64) {
+        if let Ok(mut cache) = self.data_keys.lock() {
+            cache.retain(|(m, _, _), _| *m != model_id);
+        }
+        if let Ok(mut cache) = self.vault_keys.lock() {
+            cache.remove(&model_id);
+        }
     }
 
     /// The keyed hash the token vault finds a value's entry by.
@@ -423,10 +485,21 @@ impl KeyService {
         )?))
     }
 
-    fn cached(&self, model_id: i64, partition: Partition) -> Option<Arc<DataKey>> {
-        self.data_keys
-            .lock()
-            .ok()
-            .and_then(|cache| cache.get(&(model_id, partition)).cloned())
+    fn cached(
+        &self,
+        model_id: i64,
+        partition: Partition,
+        purpose: KeyPurpose,
+    ) -> Option<Arc<DataKey>> {
+        let mut cache = self.data_keys.lock().ok()?;
+        let at = (model_id, partition, purpose);
+        match cache.get(&at) {
+            Some(c) if c.read_at.elapsed() < DATA_KEY_CACHE_TTL => Some(Arc::clone(&c.key)),
+            Some(_) => {
+                cache.remove(&at);
+                None
+            }
+            None => None,
+        }
     }
 }

@@ -509,13 +509,15 @@ async fn rewrap_rate() {
     for day in 0..n {
         let partition = custos_core::Partition(day);
         let key = custos_crypto::DataKey::generate().unwrap();
+        let purpose = custos_crypto::KeyPurpose::Events;
         let context = custos_crypto::KeyContext::Data {
             model_id: model.id,
             partition,
+            purpose,
         };
         let wrapped = ring.wrap(&context, &key).unwrap();
         store
-            .insert_data_key_if_absent(model.id, partition, &wrapped, chrono::Utc::now())
+            .insert_data_key_if_absent(model.id, partition, purpose, &wrapped, chrono::Utc::now())
             .await
             .unwrap();
     }
