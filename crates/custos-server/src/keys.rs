@@ -27,9 +27,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use zeroize::Zeroizing;
 
 const DATA_KEY_CACHE_LIMIT: usize = 4_096;
-/// How long an unwrapped data key is used from memory before the store is asked again. A key
-/// shredded by this replica leaves its cache at once; one shredded by another replica (the
-/// retention job runs on one) is dropped here within this time.
+/// How long an unwrapped data key (or vault key) is used from memory before the store is asked
+/// again. A key shredded by this replica leaves its cache at once; one shredded by another
+/// replica (the retention job runs on one) is dropped here within this time.
 const DATA_KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 const SECRET_PII_HMAC: &str = "pii-hmac-key";
 const SECRET_EVENT_HMAC: &str = "event-hmac-key";
@@ -225,7 +225,7 @@ pub struct KeyService {
     vault_lookup: VaultLookup,
     clock: Arc<dyn Clock>,
     data_keys: Mutex<HashMap<(i64, Partition, KeyPurpose), CachedKey>>,
-    vault_keys: Mutex<HashMap<i64, Arc<DataKey>>>,
+    vault_keys: Mutex<HashMap<i64, CachedKey>>,
 }
 
 impl std::fmt::Debug for KeyService {
@@ -403,12 +403,12 @@ impl KeyService {
     /// stored as the secret `token-vault/<model id>` (so KEK rotation re-wraps it like any other
     /// stored secret).
     pub async fn vault_key(&self, model_id: i64) -> Result<Arc<DataKey>, KeyError> {
-        if let Some(key) = self
-            .vault_keys
-            .lock()
-            .ok()
-            .and_then(|cache| cache.get(&model_id).cloned())
-        {
+        if let Some(key) = self.vault_keys.lock().ok().and_then(|cache| {
+            cache
+                .get(&model_id)
+                .filter(|c| c.read_at.elapsed() < DATA_KEY_CACHE_TTL)
+                .map(|c| Arc::clone(&c.key))
+        }) {
             return Ok(key);
         }
         let name = vault_key_name(model_id);
@@ -427,7 +427,13 @@ impl KeyService {
             if cache.len() >= DATA_KEY_CACHE_LIMIT {
                 cache.clear();
             }
-            cache.insert(model_id, Arc::clone(&key));
+            cache.insert(
+                model_id,
+                CachedKey {
+                    key: Arc::clone(&key),
+                    read_at: std::time::Instant::now(),
+                },
+            );
         }
         Ok(key)
     }
