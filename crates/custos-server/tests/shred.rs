@@ -352,6 +352,223 @@ async fn shredding(backend: Backend) {
     s.stop().await;
 }
 
+/// Runs one statement with two blob/integer binds on the site's database, as a database
+/// superuser would (to turn a day into a pre-0009 `shared` one).
+async fn exec(site: &Site, sql: &str, bytes: Option<Vec<u8>>, id: i64) {
+    use sqlx::Connection;
+    match &site.pg {
+        None => {
+            let url = format!("sqlite://{}", site.data_dir().join("custos.db").display());
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()));
+            if let Some(b) = bytes {
+                q = q.bind(b);
+            }
+            q.bind(id).execute(&mut conn).await.unwrap();
+            conn.close().await.unwrap();
+        }
+        Some(pg) => {
+            let mut n = 0;
+            let numbered: String = sql
+                .chars()
+                .map(|c| {
+                    if c == '?' {
+                        n += 1;
+                        format!("${n}")
+                    } else {
+                        c.to_string()
+                    }
+                })
+                .collect();
+            let mut conn = sqlx::PgConnection::connect(&pg.url).await.unwrap();
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(numbered));
+            if let Some(b) = bytes {
+                q = q.bind(b);
+            }
+            q.bind(id).execute(&mut conn).await.unwrap();
+            conn.close().await.unwrap();
+        }
+    }
+}
+
+/// A day stored before keys had purposes: one `shared` key seals its batches and profiles.
+/// Its raw events expire while its profiles are kept: the profiles are re-sealed under a fresh
+/// profiles key and the shared key is destroyed, in one audited transaction.
+async fn legacy_day(backend: Backend) {
+    let site = Site::new(backend);
+    let clock = Arc::new(FixedClock::new(noon(20)));
+    let s = site
+        .start_with_clock(
+            site.config(),
+            Arc::clone(&clock) as Arc<dyn custos_core::Clock>,
+        )
+        .await;
+    s.register_fraud_model().await;
+    ingest_days(&s, FRAUD).await;
+    let store = &s.state.store;
+    let m = store.get_model(FRAUD).await.unwrap().unwrap();
+    let p16 = Partition::of(noon(16));
+
+    // Re-seal day 16 under one shared key, as a pre-0009 server would have stored it.
+    let shared = DataKey::generate().unwrap();
+    let ring = load_kek_dir(&site.data_dir().join("keys")).unwrap();
+    let wrapped = ring
+        .wrap(
+            &KeyContext::Data {
+                model_id: m.id,
+                partition: p16,
+                purpose: KeyPurpose::Shared,
+            },
+            &shared,
+        )
+        .unwrap();
+    let events_key = s
+        .state
+        .keys
+        .data_key(m.id, p16, KeyPurpose::Events)
+        .await
+        .unwrap();
+    let profiles_key = s
+        .state
+        .keys
+        .data_key(m.id, p16, KeyPurpose::Profiles)
+        .await
+        .unwrap();
+    let from = Utc.with_ymd_and_hms(2026, 11, 16, 0, 0, 0).unwrap();
+    let mut stolen = Vec::new();
+    for batch in store
+        .batches(m.id, from..from + Duration::days(1))
+        .await
+        .unwrap()
+    {
+        let records = open_batch(&events_key, m.id, p16, &batch.ciphertext).unwrap();
+        let sealed = custos_crypto::seal_batch(&shared, m.id, p16, &records).unwrap();
+        exec(
+            &site,
+            "UPDATE batches SET ciphertext = ? WHERE id = ?",
+            Some(sealed.ciphertext().to_vec()),
+            batch.id,
+        )
+        .await;
+        stolen.push(Stolen {
+            model_id: m.id,
+            partition: p16,
+            batch: true,
+            label: String::new(),
+            bytes: sealed.ciphertext().to_vec(),
+        });
+    }
+    let deltas = store.partition_profile_deltas(m.id, p16).await.unwrap();
+    assert!(!deltas.is_empty());
+    for (id, column, hour, ciphertext) in &deltas {
+        let label = custos_server::ingest::profile_label(column, custos_core::HourBucket(*hour));
+        let plain = open_blob(
+            &profiles_key,
+            m.id,
+            p16,
+            BlobKind::Profile,
+            &label,
+            ciphertext,
+        )
+        .unwrap();
+        let sealed =
+            custos_crypto::seal_blob(&shared, m.id, p16, BlobKind::Profile, &label, &plain)
+                .unwrap();
+        exec(
+            &site,
+            "UPDATE profile_deltas SET ciphertext = ? WHERE id = ?",
+            Some(sealed.ciphertext().to_vec()),
+            *id,
+        )
+        .await;
+    }
+    exec(
+        &site,
+        &format!(
+            "DELETE FROM data_keys WHERE partition = {} AND model_id = ?",
+            p16.0
+        ),
+        None,
+        m.id,
+    )
+    .await;
+    let hex: String = wrapped.bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let literal = match backend {
+        Backend::Sqlite => format!("X'{hex}'"),
+        Backend::Postgres => format!("decode('{hex}', 'hex')"),
+    };
+    exec(
+        &site,
+        &format!(
+            "INSERT INTO data_keys (model_id, partition, purpose, kek_version, wrapped, \
+             created_at) VALUES (?, {}, 'shared', {}, {literal}, 0)",
+            p16.0, wrapped.kek_version
+        ),
+        None,
+        m.id,
+    )
+    .await;
+    s.state.keys.forget_partition(m.id, p16);
+    assert_eq!(rows_of(&s, FRAUD, 16).await, 40, "the shared day reads");
+    assert_eq!(profile_count(&s, FRAUD, 16).await, 40);
+
+    let r = s
+        .send(
+            reqwest::Method::PUT,
+            &format!("/api/v1/models/{FRAUD}/monitoring"),
+            Some(&s.admin),
+            Some((
+                "application/json",
+                serde_json::to_vec(&json!({"retention": {"raw_events_days": 3}})).unwrap(),
+            )),
+        )
+        .await;
+    assert!(r.status < 300, "{:?}", r.body);
+    clock.set(noon(20) + Duration::hours(3));
+    let run = retention_once(&s.state, "test").await.unwrap().unwrap();
+    assert_eq!(run.shredded, 1, "{run:?}");
+
+    assert_eq!(rows_of(&s, FRAUD, 16).await, 0);
+    assert_eq!(
+        profile_count(&s, FRAUD, 16).await,
+        40,
+        "profiles re-sealed, not lost"
+    );
+    assert_eq!(rows_of(&s, FRAUD, 17).await, 40);
+    let keys = every_key_left(&site, &s).await;
+    assert!(keys.iter().all(|k| stolen.iter().all(|i| !opens(k, i))));
+    let (purpose, _) = store
+        .get_data_key(m.id, p16, KeyPurpose::Profiles)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(purpose, KeyPurpose::Profiles);
+    let entries = store.audit_entries(0, 10_000).await.unwrap();
+    let shreds = audit_actions(&entries, "data.retention.shred");
+    assert_eq!(shreds.len(), 1);
+    assert_eq!(shreds[0]["detail"]["keys_destroyed"], json!(["shared"]));
+    assert_eq!(
+        shreds[0]["detail"]["counts"]["resealed_profile_deltas"],
+        json!(deltas.len())
+    );
+    store.verify_audit_chain().await.unwrap();
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_shared_day_sqlite() {
+    legacy_day(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_shared_day_postgres() {
+    if std::env::var("CUSTOS_TEST_POSTGRES_URL").is_err() {
+        eprintln!("PostgreSQL run skipped: CUSTOS_TEST_POSTGRES_URL is not set");
+        return;
+    }
+    legacy_day(Backend::Postgres).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shredding_sqlite() {
     shredding(Backend::Sqlite).await;
