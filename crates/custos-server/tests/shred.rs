@@ -188,6 +188,9 @@ async fn shredding(backend: Backend) {
     let s = site
         .start_with_clock(config, Arc::clone(&clock) as Arc<dyn custos_core::Clock>)
         .await;
+    let api = s.get("/api/v1/openapi.json", None).await;
+    assert!(api.body["paths"]["/api/v1/models/{model}/data"]["delete"].is_object());
+    assert!(api.body["components"]["schemas"]["RetentionConfig"].is_object());
     s.register_fraud_model().await;
     let mut other = common::fraud_spec();
     other["name"] = json!(OTHER);
