@@ -72,11 +72,15 @@ pub enum Action {
     /// Erase one subject's token-vault entry of a model (crypto-shredding of that value).
     #[serde(rename = "pii:erase")]
     PiiErase,
+    /// Erase everything a model has stored as data (crypto-shredding of all its keys); the
+    /// registration and configuration history stay.
+    #[serde(rename = "data:erase")]
+    DataErase,
 }
 
 impl Action {
     /// Every action, for exhaustive tests and documentation.
-    pub const ALL: [Action; 19] = [
+    pub const ALL: [Action; 20] = [
         Action::ModelsRead,
         Action::ModelsWrite,
         Action::PredictionsWrite,
@@ -96,6 +100,7 @@ impl Action {
         Action::RowsRead,
         Action::PiiReveal,
         Action::PiiErase,
+        Action::DataErase,
     ];
 
     /// The action's wire name.
@@ -120,6 +125,7 @@ impl Action {
             Action::RowsRead => "rows:read",
             Action::PiiReveal => "pii:reveal",
             Action::PiiErase => "pii:erase",
+            Action::DataErase => "data:erase",
         }
     }
 

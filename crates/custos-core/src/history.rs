@@ -546,7 +546,9 @@ fn kind_default_rule(
 /// * `quality.max_silence_minutes` or `quality.volume_k` raised;
 /// * `quality.volume_baseline_hours` or `performance.decision_threshold` changed at all (their
 ///   effect on alarms has no direction);
-/// * a feature removed from `performance.segment_by` (a breakdown is no longer watched).
+/// * a feature removed from `performance.segment_by` (a breakdown is no longer watched);
+/// * `retention.raw_events_days` or `retention.profiles_days` raised or removed (data is kept
+///   longer).
 ///
 /// Tightening changes (and unchanged settings) are never reported. Neither configuration is
 /// checked here; a value that cannot be ordered (NaN) counts as weakening.
@@ -680,6 +682,7 @@ pub fn monitoring_weakenings(
         ));
     }
     alert_weakenings(&before.alerts, &after.alerts, &mut out);
+    retention_weakenings(&before.retention, &after.retention, &mut out);
     let segments: BTreeSet<&str> = ap.segment_by.iter().map(|n| n.as_str()).collect();
     let dropped: BTreeSet<&str> = bp
         .segment_by
@@ -696,6 +699,41 @@ pub fn monitoring_weakenings(
         ));
     }
     out
+}
+
+/// Keeping data longer protects it less: a retention lengthened, or removed (kept until
+/// erased), is a weakening; shortening or adding one is not.
+fn retention_weakenings(
+    before: &crate::monitoring::RetentionConfig,
+    after: &crate::monitoring::RetentionConfig,
+    out: &mut Vec<Weakening>,
+) {
+    for (path, what, b, a) in [
+        (
+            "/retention/raw_events_days",
+            "retention.raw_events_days (days raw events are kept)",
+            before.raw_events_days,
+            after.raw_events_days,
+        ),
+        (
+            "/retention/profiles_days",
+            "retention.profiles_days (days hourly profiles are kept)",
+            before.profiles_days,
+            after.profiles_days,
+        ),
+    ] {
+        match (b, a) {
+            (Some(b), Some(a)) if a > b => out.push(weakening(
+                path,
+                format!("{what} raised from {b} to {a}: data is kept longer"),
+            )),
+            (Some(b), None) => out.push(weakening(
+                path,
+                format!("{what} removed (was {b}): data is kept until erased"),
+            )),
+            _ => {}
+        }
+    }
 }
 
 /// Strength of a masking policy, higher is stronger: `drop` (nothing kept) > `redact` (only
@@ -1511,6 +1549,29 @@ mod tests {
             json!({"drift": {"features": {"country": {"method": "chi_square", "threshold": 0.5}}}}),
         );
         assert_eq!(paths(&found), ["/drift/features/country"]);
+    }
+
+    #[test]
+    fn keeping_data_longer_weakens() {
+        one_way(
+            json!({"retention": {"raw_events_days": 30}}),
+            json!({"retention": {"raw_events_days": 90}}),
+            "/retention/raw_events_days",
+        );
+        one_way(
+            json!({"retention": {"raw_events_days": 30, "profiles_days": 365}}),
+            json!({"retention": {"raw_events_days": 30, "profiles_days": 400}}),
+            "/retention/profiles_days",
+        );
+        // Removing a retention keeps data until erased; adding one only shortens.
+        assert_eq!(
+            paths(&weakenings(
+                json!({"retention": {"profiles_days": 365}}),
+                json!({})
+            )),
+            ["/retention/profiles_days"]
+        );
+        assert!(weakenings(json!({}), json!({"retention": {"raw_events_days": 7}})).is_empty());
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub use history::{
     masking_weakenings, monitoring_weakenings,
 };
 pub use monitoring::{
-    DriftConfig, MethodSetting, MonitoringConfig, PerformanceConfig, QualityConfig,
+    DriftConfig, MethodSetting, MonitoringConfig, PerformanceConfig, QualityConfig, RetentionConfig,
 };
 pub use names::{FieldName, ModelName, NameError, TenantName};
 pub use partition::{HourBucket, Partition};

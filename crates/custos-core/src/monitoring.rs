@@ -53,6 +53,35 @@ pub struct MonitoringConfig {
     /// Alert rules on the metrics above (see [`crate::alerts`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alerts: Vec<AlertRule>,
+    /// How long stored data is kept before it is crypto-shredded (unset: until erased).
+    #[serde(default, skip_serializing_if = "RetentionConfig::is_unset")]
+    pub retention: RetentionConfig,
+}
+
+/// Longest retention a configuration may name, in days (100 years).
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
+
+/// How long a model's stored data is kept. Expired days are crypto-shredded by the retention
+/// job: the day's data key of that purpose is destroyed and its rows deleted, audited. A day is
+/// a UTC day partition; the current day and the `N` days before it are kept, older ones expire.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Days raw event batches (with their event index) and the labels that arrived on a day
+    /// are kept. Unset: kept until the model's data is erased.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_events_days: Option<u32>,
+    /// Days the hourly profiles (the aggregates drift, quality and volume use) are kept; they
+    /// may outlive the raw events. Unset: kept until the model's data is erased.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profiles_days: Option<u32>,
+}
+
+impl RetentionConfig {
+    /// Whether nothing is set (the section is then left out of the stored document).
+    pub fn is_unset(&self) -> bool {
+        self.raw_events_days.is_none() && self.profiles_days.is_none()
+    }
 }
 
 /// A statistic and its threshold, for one feature or one kind of feature.
@@ -330,6 +359,14 @@ impl MonitoringConfig {
             errors.push("quality.volume_baseline_hours must lie in 2..=2160".into());
         }
         errors.extend(crate::alerts::check_rules(&self.alerts, Some(schema)));
+        for (what, days) in [
+            ("retention.raw_events_days", self.retention.raw_events_days),
+            ("retention.profiles_days", self.retention.profiles_days),
+        ] {
+            if days.is_some_and(|d| !(1..=MAX_RETENTION_DAYS).contains(&d)) {
+                errors.push(format!("{what} must lie in 1..={MAX_RETENTION_DAYS}"));
+            }
+        }
         let performance = &self.performance;
         if !(performance.decision_threshold > 0.0 && performance.decision_threshold < 1.0) {
             errors.push("performance.decision_threshold must lie strictly between 0 and 1".into());

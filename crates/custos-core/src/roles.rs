@@ -55,6 +55,9 @@ const SRE: &[Action] = &[
     // requests: erasing destroys a sealed original but reveals nothing.
     Action::RowsRead,
     Action::PiiErase,
+    // Erasing a whole model's data is the same operator duty at a larger scale; it reveals
+    // nothing, and the body must name the model again.
+    Action::DataErase,
 ];
 const DATA_SCIENTIST: &[Action] = &[
     Action::ModelsRead,
@@ -273,6 +276,7 @@ mod tests {
                 "channels:manage",
                 "rows:read",
                 "pii:erase",
+                "data:erase",
             ],
         ),
         (

@@ -217,18 +217,60 @@ pub fn kek_from_base64(version: u32, text: &str) -> Result<Kek, CryptoError> {
 /// unwraps for the row it was made for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum KeyContext {
-    /// The data key of one model's one day partition.
+    /// The data key of one model's one day partition, for one purpose.
     Data {
         /// The model's database id.
         model_id: i64,
         /// The day partition.
         partition: Partition,
+        /// What the key seals ([`KeyPurpose::Shared`] for keys made before purposes existed).
+        purpose: KeyPurpose,
     },
     /// A named server secret (PII HMAC key, event-key HMAC key, token pepper, …).
     Secret {
         /// The secret's stable name, e.g. `"pii-hmac"`.
         name: String,
     },
+}
+
+/// What a data key seals. Raw rows and the aggregates derived from them have separate keys per
+/// (model, day), so that retention can destroy one day's raw events while its hourly profiles
+/// stay readable (crypto-shredding of one purpose).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KeyPurpose {
+    /// A key made before purposes existed (schema before migration 0009): it seals everything
+    /// of its day. No new shared key is ever made.
+    Shared,
+    /// Raw event batches and ground-truth labels.
+    Events,
+    /// Hourly profile deltas and reference profiles (aggregates).
+    Profiles,
+}
+
+impl KeyPurpose {
+    /// The stored name (`data_keys.purpose`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Shared => "shared",
+            Self::Events => "events",
+            Self::Profiles => "profiles",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Shared, Self::Events, Self::Profiles]
+            .into_iter()
+            .find(|p| p.as_str() == name)
+    }
+
+    fn tag(self) -> u8 {
+        match self {
+            Self::Shared => 0,
+            Self::Events => 1,
+            Self::Profiles => 2,
+        }
+    }
 }
 
 impl KeyContext {
@@ -238,10 +280,19 @@ impl KeyContext {
             Self::Data {
                 model_id,
                 partition,
+                purpose,
             } => {
-                out.push(1);
+                // Shared keys keep the original (purpose-less) encoding, so keys wrapped before
+                // purposes existed still unwrap; purpose keys bind the purpose under tag 3.
+                match purpose {
+                    KeyPurpose::Shared => out.push(1),
+                    KeyPurpose::Events | KeyPurpose::Profiles => out.push(3),
+                }
                 out.extend_from_slice(&model_id.to_le_bytes());
                 out.extend_from_slice(&partition.0.to_le_bytes());
+                if *purpose != KeyPurpose::Shared {
+                    out.push(purpose.tag());
+                }
             }
             Self::Secret { name } => {
                 out.push(2);
@@ -411,11 +462,32 @@ mod tests {
         KeyContext::Data {
             model_id,
             partition: Partition(day),
+            purpose: KeyPurpose::Shared,
         }
     }
 
     fn ring(version: u32) -> KekRing {
         KekRing::new(Kek::generate(version).unwrap(), Vec::new())
+    }
+
+    #[test]
+    fn purposes_do_not_unwrap_for_each_other() {
+        let ring = ring(1);
+        let key = DataKey::generate().unwrap();
+        let at = |purpose| KeyContext::Data {
+            model_id: 7,
+            partition: Partition(20_000),
+            purpose,
+        };
+        let wrapped = ring.wrap(&at(KeyPurpose::Events), &key).unwrap();
+        assert!(ring.unwrap(&at(KeyPurpose::Events), &wrapped).is_ok());
+        assert!(ring.unwrap(&at(KeyPurpose::Profiles), &wrapped).is_err());
+        assert!(ring.unwrap(&at(KeyPurpose::Shared), &wrapped).is_err());
+        let shared = ring.wrap(&at(KeyPurpose::Shared), &key).unwrap();
+        assert!(ring.unwrap(&at(KeyPurpose::Events), &shared).is_err());
+        for p in [KeyPurpose::Shared, KeyPurpose::Events, KeyPurpose::Profiles] {
+            assert_eq!(KeyPurpose::parse(p.as_str()), Some(p));
+        }
     }
 
     #[test]

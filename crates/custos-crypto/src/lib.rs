@@ -35,7 +35,7 @@ pub mod webhook;
 mod test_support;
 
 pub use error::CryptoError;
-pub use keys::{DataKey, Kek, KekRing, KeyContext};
+pub use keys::{DataKey, Kek, KekRing, KeyContext, KeyPurpose};
 pub use pseudonym::HmacPseudonymizer;
 pub use seal::{BlobKind, open_batch, open_blob, seal_batch, seal_blob};
 pub use sealed::{SealedBatch, SealedBlob, WrappedKey};

@@ -54,7 +54,7 @@ use utoipa::{IntoParams, OpenApi};
         AuditRecordBody, custos_proto::DriftReferenceBody, custos_proto::DriftChunkBody,
         custos_proto::FeatureTestBody, MonitoringConfigBody, MonitoringConfig,
         custos_core::DriftConfig, custos_core::MethodSetting, custos_core::QualityConfig,
-        custos_core::PerformanceConfig, custos_proto::ReferenceInfo, custos_proto::ReferenceList,
+        custos_core::PerformanceConfig, custos_core::RetentionConfig, custos_proto::ReferenceInfo, custos_proto::ReferenceList,
         custos_proto::PerformanceResponse, custos_proto::PerformanceChunkBody,
         custos_proto::SegmentPerformanceBody, custos_proto::QualityResponse,
         custos_proto::FeatureQualityBody, custos_proto::VolumeCheckBody, custos_proto::ReportBody,
@@ -96,6 +96,7 @@ pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     doc.merge(crate::audit_api::AuditDoc::openapi());
     doc.merge(crate::history_api::HistoryDoc::openapi());
     doc.merge(crate::tokens_api::TokensDoc::openapi());
+    doc.merge(crate::retention::RetentionDoc::openapi());
     Json(doc)
 }
 

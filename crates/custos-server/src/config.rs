@@ -61,6 +61,8 @@ pub struct Config {
     pub metrics: crate::metrics::MetricsConfig,
     /// Alert evaluation and notification delivery (`[alerts]`).
     pub alerts: crate::alerting::AlertsConfig,
+    /// The retention job (`[retention]`); what is retained is set per model.
+    pub retention: crate::retention::RetentionJobConfig,
     /// Sign-in through an LDAP directory (`[ldap]`); off when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ldap: Option<crate::ldap::LdapConfig>,
@@ -532,6 +534,11 @@ fn check(config: &Config) -> Result<(), ConfigError> {
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
     config.metrics.check().map_err(ConfigError::Invalid)?;
     config.alerts.check().map_err(ConfigError::Invalid)?;
+    if config.retention.interval_seconds == 0 {
+        return Err(ConfigError::Invalid(
+            "retention.interval_seconds must be at least 1".into(),
+        ));
+    }
     let d = &config.drift;
     if !(d.psi_threshold > 0.0
         && d.jensen_shannon_threshold > 0.0

@@ -15,6 +15,7 @@ use crate::state::{AppState, ModelEntry};
 use chrono::{DateTime, Utc};
 use custos_core::monitoring::stats_kind;
 use custos_core::{Column, HourBucket, MonitoringConfig, Partition, ProfileKind};
+use custos_crypto::KeyPurpose;
 use custos_crypto::seal::{BlobKind, open_blob};
 use custos_proto::{
     DriftBin, DriftChunkBody, DriftReferenceBody, DriftResponse, FeatureDriftBody, FeatureTestBody,
@@ -100,7 +101,7 @@ pub async fn hourly_profiles(
     for delta in stored {
         let key = state
             .keys
-            .data_key(model.id, delta.partition)
+            .data_key(model.id, delta.partition, KeyPurpose::Profiles)
             .await
             .map_err(ApiError::internal)?;
         let bytes = open_blob(
@@ -177,7 +178,7 @@ impl Reference {
                 };
                 let key = state
                     .keys
-                    .data_key(model.id, row.partition)
+                    .data_key(model.id, row.partition, KeyPurpose::Profiles)
                     .await
                     .map_err(ApiError::internal)?;
                 let mut profiles = BTreeMap::new();

@@ -16,6 +16,7 @@ use custos_core::{
     Column, EventKey, HourBucket, IngestLimits, MaskedRecord, MaskedValue, ModelSchema, Partition,
     ProfileKind, RowError, ValidatedRecord, mask, validate_label, validate_row,
 };
+use custos_crypto::KeyPurpose;
 use custos_crypto::seal::{BlobKind, seal_batch, seal_blob};
 use custos_proto::{IngestResponse, LabelResponse};
 use custos_stats::FeatureProfile;
@@ -418,12 +419,19 @@ async fn commit_new_records(
     for (partition, records) in by_partition {
         let data_key = state
             .keys
-            .data_key(model.id, partition)
+            .data_key(model.id, partition, KeyPurpose::Events)
+            .await
+            .map_err(ApiError::internal)?;
+        let profile_key = state
+            .keys
+            .data_key(model.id, partition, KeyPurpose::Profiles)
             .await
             .map_err(ApiError::internal)?;
         accepted += records.len();
         let entry = Arc::clone(model);
-        let commit = blocking(move || build_commit(&entry, partition, &records, &data_key)).await?;
+        let commit =
+            blocking(move || build_commit(&entry, partition, &records, &data_key, &profile_key))
+                .await?;
         commits.push(commit);
     }
     let started = std::time::Instant::now();
@@ -441,6 +449,7 @@ fn build_commit(
     partition: Partition,
     records: &[MaskedRecord],
     data_key: &custos_crypto::keys::DataKey,
+    profile_key: &custos_crypto::keys::DataKey,
 ) -> Result<IngestCommit, ApiError> {
     let schema = &model.schema;
     let mut profiles = Vec::new();
@@ -450,7 +459,7 @@ fn build_commit(
         };
         let name = column.name.as_str();
         let sealed = seal_blob(
-            data_key,
+            profile_key,
             model.id,
             partition,
             BlobKind::Profile,
@@ -536,7 +545,7 @@ pub async fn ingest_labels(
     let partition = Partition::of(state.clock.now());
     let data_key = state
         .keys
-        .data_key(model.id, partition)
+        .data_key(model.id, partition, KeyPurpose::Events)
         .await
         .map_err(ApiError::internal)?;
     let mut sealed = Vec::with_capacity(labels.len());

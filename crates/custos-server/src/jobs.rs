@@ -52,7 +52,7 @@ pub async fn compact_once(state: &AppState) -> Result<usize, String> {
         let partition = first.partition;
         let key = state
             .keys
-            .data_key(model_id, partition)
+            .data_key(model_id, partition, custos_crypto::KeyPurpose::Profiles)
             .await
             .map_err(|e| e.to_string())?;
         let label = profile_label(&column, hour);

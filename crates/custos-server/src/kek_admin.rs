@@ -248,9 +248,11 @@ fn context_of(at: &WrappedKeyRef) -> KeyContext {
         WrappedKeyRef::Data {
             model_id,
             partition,
+            purpose,
         } => KeyContext::Data {
             model_id: *model_id,
             partition: *partition,
+            purpose: *purpose,
         },
         WrappedKeyRef::Secret { name } => KeyContext::Secret { name: name.clone() },
     }
@@ -261,8 +263,10 @@ fn describe(at: &WrappedKeyRef) -> String {
         WrappedKeyRef::Data {
             model_id,
             partition,
+            purpose,
         } => format!(
-            "the data key of model id {model_id}, partition {}",
+            "the {} data key of model id {model_id}, partition {}",
+            purpose.as_str(),
             partition.0
         ),
         WrappedKeyRef::Secret { name } => format!("the stored secret {name:?}"),

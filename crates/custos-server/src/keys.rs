@@ -29,7 +29,7 @@ use custos_crypto::WrappedKey;
 use custos_crypto::auditlog::AuditHasher;
 use custos_crypto::checkpoint::NoteSigner;
 use custos_crypto::keys::pkcs11::{Hsm, Pkcs11Settings};
-use custos_crypto::keys::{DataKey, Kek, KekRing, KeyContext};
+use custos_crypto::keys::{DataKey, Kek, KekRing, KeyContext, KeyPurpose};
 use custos_crypto::pseudonym::{HmacPseudonymizer, SecretBytes};
 use custos_crypto::token::TokenHasher;
 use custos_crypto::vault::VaultLookup;
@@ -42,6 +42,10 @@ use zeroize::Zeroizing;
 const DATA_KEY_CACHE_LIMIT: usize = 4_096;
 /// Most tenant pseudonymizers kept derived at once.
 const TENANT_CACHE_LIMIT: usize = 1_024;
+/// How long an unwrapped data key (or vault key) is used from memory before the store is asked
+/// again. A key shredded by this replica leaves its cache at once; one shredded by another
+/// replica (the retention job runs on one) is dropped here within this time.
+const DATA_KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 const SECRET_PII_HMAC: &str = "pii-hmac-key";
 const SECRET_EVENT_HMAC: &str = "event-hmac-key";
 const SECRET_TOKEN_PEPPER: &str = "token-pepper";
@@ -336,6 +340,12 @@ fn unavailable_if_unknown(e: KeyError) -> KeyError {
     }
 }
 
+/// An unwrapped data key in memory, and when it was read.
+struct CachedKey {
+    key: Arc<DataKey>,
+    read_at: std::time::Instant,
+}
+
 /// Keys the running server holds.
 pub struct KeyService {
     ring: Ring,
@@ -346,8 +356,8 @@ pub struct KeyService {
     oauth_seed: SecretBytes,
     vault_lookup: VaultLookup,
     clock: Arc<dyn Clock>,
-    data_keys: Mutex<HashMap<(i64, Partition), Arc<DataKey>>>,
-    vault_keys: Mutex<HashMap<i64, Arc<DataKey>>>,
+    data_keys: Mutex<HashMap<(i64, Partition, KeyPurpose), CachedKey>>,
+    vault_keys: Mutex<HashMap<i64, CachedKey>>,
     tenant_pseudonymizers: Mutex<HashMap<TenantName, Arc<HmacPseudonymizer>>>,
 }
 
@@ -456,30 +466,39 @@ impl KeyService {
         Ok(NoteSigner::from_seed(origin, seed.expose())?)
     }
 
-    /// The data key of one model's day, created on first use.
+    /// The data key that seals `purpose` rows ([`KeyPurpose::Events`]: event batches and
+    /// labels; [`KeyPurpose::Profiles`]: profile deltas and reference profiles) of one model's
+    /// day, created on first use. A day stored before purposes existed answers with its
+    /// `shared` key for either purpose (until retention splits or destroys it).
     pub async fn data_key(
         &self,
         model_id: i64,
         partition: Partition,
+        purpose: KeyPurpose,
     ) -> Result<Arc<DataKey>, KeyError> {
-        if let Some(key) = self.cached(model_id, partition) {
+        if let Some(key) = self.cached(model_id, partition, purpose) {
             return Ok(key);
         }
-        let context = KeyContext::Data {
+        let context = |purpose| KeyContext::Data {
             model_id,
             partition,
+            purpose,
         };
-        let key = match self.store.get_data_key(model_id, partition).await? {
-            Some(wrapped) => self.ring.unwrap(|r| r.unwrap(&context, &wrapped))?,
+        let key = match self
+            .store
+            .get_data_key(model_id, partition, purpose)
+            .await?
+        {
+            Some((found, wrapped)) => self.ring.unwrap(|r| r.unwrap(&context(found), &wrapped))?,
             None => {
                 let fresh = DataKey::generate()?;
-                let wrapped = self.ring.for_wrap()?.wrap(&context, &fresh)?;
+                let wrapped = self.ring.for_wrap()?.wrap(&context(purpose), &fresh)?;
                 let now = self.clock.now();
-                let winner = self
+                let (found, winner) = self
                     .store
-                    .insert_data_key_if_absent(model_id, partition, &wrapped, now)
+                    .insert_data_key_if_absent(model_id, partition, purpose, &wrapped, now)
                     .await?;
-                self.ring.unwrap(|r| r.unwrap(&context, &winner))?
+                self.ring.unwrap(|r| r.unwrap(&context(found), &winner))?
             }
         };
         let key = Arc::new(key);
@@ -487,9 +506,52 @@ impl KeyService {
             if cache.len() >= DATA_KEY_CACHE_LIMIT {
                 cache.clear();
             }
-            cache.insert((model_id, partition), Arc::clone(&key));
+            cache.insert(
+                (model_id, partition, purpose),
+                CachedKey {
+                    key: Arc::clone(&key),
+                    read_at: std::time::Instant::now(),
+                },
+            );
         }
         Ok(key)
+    }
+
+    /// A fresh data key wrapped for (model, partition, purpose), not stored: the retention job
+    /// re-seals a legacy day's profiles under it and stores it in the shred's transaction.
+    pub fn new_data_key(
+        &self,
+        model_id: i64,
+        partition: Partition,
+        purpose: KeyPurpose,
+    ) -> Result<(DataKey, custos_crypto::WrappedKey), KeyError> {
+        let fresh = DataKey::generate()?;
+        let wrapped = self.ring.for_wrap()?.wrap(
+            &KeyContext::Data {
+                model_id,
+                partition,
+                purpose,
+            },
+            &fresh,
+        )?;
+        Ok((fresh, wrapped))
+    }
+
+    /// Drops every cached key of one model's day (after a shred of that day).
+    pub fn forget_partition(&self, model_id: i64, partition: Partition) {
+        if let Ok(mut cache) = self.data_keys.lock() {
+            cache.retain(|(m, p, _), _| !(*m == model_id && *p == partition));
+        }
+    }
+
+    /// Drops every cached key of a model, its vault key included (after its data's erasure).
+    pub fn forget_model(&self, model_id: i64) {
+        if let Ok(mut cache) = self.data_keys.lock() {
+            cache.retain(|(m, _, _), _| *m != model_id);
+        }
+        if let Ok(mut cache) = self.vault_keys.lock() {
+            cache.remove(&model_id);
+        }
     }
 
     /// The keyed hash the token vault finds a value's entry by.
@@ -501,12 +563,12 @@ impl KeyService {
     /// stored as the secret `token-vault/<model id>` (so KEK rotation re-wraps it like any other
     /// stored secret).
     pub async fn vault_key(&self, model_id: i64) -> Result<Arc<DataKey>, KeyError> {
-        if let Some(key) = self
-            .vault_keys
-            .lock()
-            .ok()
-            .and_then(|cache| cache.get(&model_id).cloned())
-        {
+        if let Some(key) = self.vault_keys.lock().ok().and_then(|cache| {
+            cache
+                .get(&model_id)
+                .filter(|c| c.read_at.elapsed() < DATA_KEY_CACHE_TTL)
+                .map(|c| Arc::clone(&c.key))
+        }) {
             return Ok(key);
         }
         let name = vault_key_name(model_id);
@@ -525,7 +587,13 @@ impl KeyService {
             if cache.len() >= DATA_KEY_CACHE_LIMIT {
                 cache.clear();
             }
-            cache.insert(model_id, Arc::clone(&key));
+            cache.insert(
+                model_id,
+                CachedKey {
+                    key: Arc::clone(&key),
+                    read_at: std::time::Instant::now(),
+                },
+            );
         }
         Ok(key)
     }
@@ -583,10 +651,21 @@ impl KeyService {
         )?))
     }
 
-    fn cached(&self, model_id: i64, partition: Partition) -> Option<Arc<DataKey>> {
-        self.data_keys
-            .lock()
-            .ok()
-            .and_then(|cache| cache.get(&(model_id, partition)).cloned())
+    fn cached(
+        &self,
+        model_id: i64,
+        partition: Partition,
+        purpose: KeyPurpose,
+    ) -> Option<Arc<DataKey>> {
+        let mut cache = self.data_keys.lock().ok()?;
+        let at = (model_id, partition, purpose);
+        match cache.get(&at) {
+            Some(c) if c.read_at.elapsed() < DATA_KEY_CACHE_TTL => Some(Arc::clone(&c.key)),
+            Some(_) => {
+                cache.remove(&at);
+                None
+            }
+            None => None,
+        }
     }
 }

@@ -36,6 +36,7 @@ pub mod quality;
 pub mod query;
 pub mod reference;
 pub mod report;
+pub mod retention;
 pub mod sealed;
 pub mod sessions;
 pub mod state;
@@ -136,6 +137,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/models/{model}/vault/{token}",
             axum::routing::delete(vault::erase),
+        )
+        .route(
+            "/api/v1/models/{model}/data",
+            axum::routing::delete(retention::erase_data),
         )
         .route("/api/v1/models/{model}/quality", get(api::get_quality))
         .route("/api/v1/models/{model}/report", get(api::get_report))
@@ -409,6 +414,7 @@ impl Running {
             audit_log::spawn(state.clone()),
             metrics::spawn(state.clone()),
             alerting::spawn(state.clone()),
+            retention::spawn(state.clone()),
         ];
         Ok(Running { state, jobs })
     }

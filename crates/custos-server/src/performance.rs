@@ -20,6 +20,7 @@ use custos_core::{
     EventKey, HourBucket, LabelValue, MaskedRecord, MaskedValue, ModelSchema, MonitoringConfig,
     PredictionType, Pseudonymizer,
 };
+use custos_crypto::KeyPurpose;
 use custos_crypto::seal::{BlobKind, open_batch, open_blob};
 use custos_proto::{PerformanceChunkBody, PerformanceResponse, SegmentPerformanceBody};
 use custos_stats::{CbpeModel, PerformanceKind, PerformanceProfile, ScoreHistogram, StatsError};
@@ -166,7 +167,7 @@ async fn cbpe_model(
     };
     let key = state
         .keys
-        .data_key(model.id, reference.partition)
+        .data_key(model.id, reference.partition, KeyPurpose::Profiles)
         .await
         .map_err(ApiError::internal)?;
     let bytes = open_blob(
@@ -243,7 +244,7 @@ pub async fn performance(
     for batch in state.store.batches(model.id, range.clone()).await? {
         let key = state
             .keys
-            .data_key(model.id, batch.partition)
+            .data_key(model.id, batch.partition, KeyPurpose::Events)
             .await
             .map_err(ApiError::internal)?;
         let records: Vec<MaskedRecord> =
@@ -286,7 +287,7 @@ pub async fn performance(
     for stored in state.store.labels_for(model.id, &keys).await? {
         let key = state
             .keys
-            .data_key(model.id, stored.partition)
+            .data_key(model.id, stored.partition, KeyPurpose::Events)
             .await
             .map_err(ApiError::internal)?;
         let bytes = open_blob(

@@ -155,6 +155,13 @@ pub const POLICY: &[(&str, &str, Requirement)] = &[
         "/api/v1/models/{model}/vault/{token}",
         Auth(Action::PiiErase, ModelInPath),
     ),
+    // Erasure of everything the model stored (crypto-shredding; the body repeats the model's
+    // name; audited in the same transaction).
+    (
+        "DELETE",
+        "/api/v1/models/{model}/data",
+        Auth(Action::DataErase, ModelInPath),
+    ),
     (
         "GET",
         "/api/v1/models/{model}/report",

@@ -27,6 +27,7 @@ use custos_core::{
     FeatureType, IngestLimits, LabelValue, MaskedRecord, ModelSchema, PredictionType, RowError,
     validate_label,
 };
+use custos_crypto::KeyPurpose;
 use custos_crypto::seal::{BlobKind, seal_blob};
 use custos_proto::ReferenceInfo;
 use custos_stats::{FeatureProfile, PerformanceProfile};
@@ -311,7 +312,7 @@ pub async fn upload(
     let uid = format!("ref_{}", random_id().get(..16).unwrap_or_default());
     let key = state
         .keys
-        .data_key(model.id, REFERENCE_PARTITION)
+        .data_key(model.id, REFERENCE_PARTITION, KeyPurpose::Profiles)
         .await
         .map_err(ApiError::internal)?;
     let mut plain: Vec<(String, Vec<u8>)> = profiles

@@ -399,12 +399,14 @@ impl App {
         .await?;
         let jobs = jobs::spawn(state.clone());
         let audit_job = audit_log::spawn(state.clone());
+        let retention_job = crate::retention::spawn(state.clone());
         let app = router(state.clone());
         let drain = Duration::from_secs(state.config.limits.request_timeout_seconds)
             .saturating_add(HANDSHAKE_TIMEOUT);
         accept_loop(listener, reloader, app, shutdown, drain).await;
         jobs.abort();
         audit_job.abort();
+        retention_job.abort();
         if let Err(e) = system_audit(&state, "server.stop", serde_json::json!({})).await {
             tracing::error!(error = %e, "could not record the stop");
         }

@@ -34,6 +34,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use custos_core::{EventKey, Ff1Alphabet, MaskedRecord, MaskedValue, ModelName, ValidatedRecord};
 use custos_crypto::HmacPseudonymizer;
+use custos_crypto::KeyPurpose;
 use custos_crypto::seal::open_batch;
 use custos_crypto::vault::{is_token, new_token, open_entry, seal_entry};
 use custos_store::{NewVaultEntry, StoreError, VaultEntry};
@@ -257,7 +258,7 @@ pub async fn get_events(
         }
         let key = state
             .keys
-            .data_key(entry.id, batch.partition)
+            .data_key(entry.id, batch.partition, KeyPurpose::Events)
             .await
             .map_err(ApiError::internal)?;
         let records = open_batch(&key, entry.id, batch.partition, &batch.ciphertext)

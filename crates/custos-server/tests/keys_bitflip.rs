@@ -19,6 +19,7 @@ mod common;
 
 use common::{Backend, Site, fraud_rows};
 use custos_core::{HourBucket, ModelName, Pseudonymizer as _};
+use custos_crypto::KeyPurpose;
 use custos_crypto::keys::{KekRing, KeyContext, load_kek_dir, unwrap_secret};
 use custos_crypto::seal::{BlobKind, open_batch, open_blob};
 use custos_crypto::{DataKey, WrappedKey};
@@ -115,11 +116,13 @@ impl Sealed {
                     WrappedKeyRef::Data {
                         model_id,
                         partition,
+                        purpose,
                     } => ring
                         .unwrap(
                             &KeyContext::Data {
                                 model_id: *model_id,
                                 partition: *partition,
+                                purpose: *purpose,
                             },
                             &wrapped,
                         )
@@ -156,7 +159,7 @@ async fn collect(site: &Site, s: &common::Server) -> (KekRing, Vec<Sealed>) {
         let key = s
             .state
             .keys
-            .data_key(model.id, batch.partition)
+            .data_key(model.id, batch.partition, KeyPurpose::Events)
             .await
             .unwrap();
         out.push(Sealed::Batch {
@@ -176,7 +179,7 @@ async fn collect(site: &Site, s: &common::Server) -> (KekRing, Vec<Sealed>) {
             let key = s
                 .state
                 .keys
-                .data_key(model.id, delta.partition)
+                .data_key(model.id, delta.partition, KeyPurpose::Profiles)
                 .await
                 .unwrap();
             out.push(Sealed::Blob {
@@ -198,7 +201,7 @@ async fn collect(site: &Site, s: &common::Server) -> (KekRing, Vec<Sealed>) {
         let key = s
             .state
             .keys
-            .data_key(model.id, label.partition)
+            .data_key(model.id, label.partition, KeyPurpose::Events)
             .await
             .unwrap();
         out.push(Sealed::Blob {
@@ -215,7 +218,7 @@ async fn collect(site: &Site, s: &common::Server) -> (KekRing, Vec<Sealed>) {
         let key = s
             .state
             .keys
-            .data_key(model.id, reference.partition)
+            .data_key(model.id, reference.partition, KeyPurpose::Profiles)
             .await
             .unwrap();
         for (column, bytes) in store.reference_profiles(reference.id).await.unwrap() {

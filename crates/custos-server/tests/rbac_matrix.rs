@@ -841,6 +841,7 @@ const RESOURCES: &[&str] = &[
     "alert channels & deliveries",
     "rows",
     "token vault",
+    "model data (erasure)",
 ];
 
 /// Which resource a route reads or writes; `None` for signing out, which is not a resource.
@@ -872,6 +873,8 @@ fn resource_of(method: &str, route: &str) -> Option<(&'static str, Access)> {
         "rows"
     } else if route.ends_with("/reveal") || route.contains("/vault/") {
         "token vault"
+    } else if route == "/api/v1/models/{model}/data" {
+        "model data (erasure)"
     } else if route.starts_with("/api/v1/audit") || route.starts_with("/ui/audit") {
         "audit log"
     } else if route.ends_with("/predictions") {

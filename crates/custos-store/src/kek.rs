@@ -12,7 +12,7 @@
 use crate::convert::{count_out, kek_version, wrapped};
 use crate::{Store, StoreError};
 use custos_core::Partition;
-use custos_crypto::WrappedKey;
+use custos_crypto::{KeyPurpose, WrappedKey};
 use std::collections::BTreeMap;
 
 /// Which row a wrapped key is stored in.
@@ -24,6 +24,8 @@ pub enum WrappedKeyRef {
         model_id: i64,
         /// The day partition.
         partition: Partition,
+        /// What the key seals.
+        purpose: KeyPurpose,
     },
     /// A named server secret.
     Secret {
@@ -68,19 +70,19 @@ pub struct WrappedKeyChange {
 
 /// `(kek_version, count)` rows.
 type Counts = Vec<(i64, i64)>;
-/// `(model_id, partition, kek_version, wrapped)` rows.
-type DataKeyRows = Vec<(i64, i64, i64, Vec<u8>)>;
+/// `(model_id, partition, purpose, kek_version, wrapped)` rows.
+type DataKeyRows = Vec<(i64, i64, String, i64, Vec<u8>)>;
 /// `(name, kek_version, wrapped)` rows.
 type SecretRows = Vec<(String, i64, Vec<u8>)>;
 
 const COUNT_DATA: &str = "SELECT kek_version, COUNT(*) FROM data_keys GROUP BY kek_version";
 const COUNT_SECRETS: &str = "SELECT kek_version, COUNT(*) FROM secrets GROUP BY kek_version";
-const LIST_DATA: &str = "SELECT model_id, partition, kek_version, wrapped FROM data_keys \
-     WHERE kek_version <> ? ORDER BY model_id, partition LIMIT ?";
+const LIST_DATA: &str = "SELECT model_id, partition, purpose, kek_version, wrapped \
+     FROM data_keys WHERE kek_version <> ? ORDER BY model_id, partition, purpose LIMIT ?";
 const LIST_SECRETS: &str =
     "SELECT name, kek_version, wrapped FROM secrets WHERE kek_version <> ? ORDER BY name LIMIT ?";
 const SWAP_DATA: &str = "UPDATE data_keys SET kek_version = ?, wrapped = ? \
-     WHERE model_id = ? AND partition = ? AND kek_version = ? AND wrapped = ?";
+     WHERE model_id = ? AND partition = ? AND purpose = ? AND kek_version = ? AND wrapped = ?";
 const SWAP_SECRET: &str = "UPDATE secrets SET kek_version = ?, wrapped = ? \
      WHERE name = ? AND kek_version = ? AND wrapped = ?";
 
@@ -135,11 +137,14 @@ impl Store {
             (data, secrets)
         });
         let mut out = Vec::with_capacity(data.len() + secrets.len());
-        for (model_id, partition, v, bytes) in data {
+        for (model_id, partition, purpose, v, bytes) in data {
             out.push(StoredWrappedKey {
                 at: WrappedKeyRef::Data {
                     model_id,
                     partition: Partition(partition),
+                    purpose: KeyPurpose::parse(&purpose).ok_or_else(|| {
+                        StoreError::Database("a data key has an unknown purpose".into())
+                    })?,
                 },
                 key: wrapped((v, bytes))?,
             });
@@ -171,12 +176,14 @@ impl Store {
                     WrappedKeyRef::Data {
                         model_id,
                         partition,
+                        purpose,
                     } => {
                         sqlx::query(sqlx::AssertSqlSafe(sql(SWAP_DATA)))
                             .bind(i64::from(change.new.kek_version))
                             .bind(&change.new.bytes[..])
                             .bind(*model_id)
                             .bind(partition.0)
+                            .bind(purpose.as_str())
                             .bind(i64::from(old.kek_version))
                             .bind(&old.bytes[..])
                             .execute(&mut *tx)

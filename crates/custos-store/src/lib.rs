@@ -30,6 +30,7 @@ mod history;
 mod kek;
 mod mirror;
 mod postgres;
+mod shred;
 mod sqlite;
 mod tokens;
 mod types;
@@ -44,6 +45,7 @@ pub use error::StoreError;
 pub use history::{ConfigVersionRow, NewConfigVersion, PendingChangeRow};
 pub use kek::{KekUsage, StoredWrappedKey, WrappedKeyChange, WrappedKeyRef};
 pub use mirror::{AuditMirror, MirrorError, MirrorFuture, MirroredEntry};
+pub use shred::{ErasureCounts, ProfileReseal, ShredCounts, ShredPlan};
 pub use types::{
     AuditRow, CheckpointRow, IngestCommit, LabelOutcome, LabelRow, ModelRow, MonitoringConfigRow,
     NewReference, NewToken, ProfileDelta, ReferenceRow, SigningKeyRow, StoredBatch, StoredLabel,
@@ -54,7 +56,7 @@ pub use users::{NewUser, UserRow};
 pub use vault::{NewVaultEntry, VaultEntry};
 
 use chrono::{DateTime, Utc};
-use custos_core::{AuditEvent, EventKey, HourBucket, Partition};
+use custos_core::{AuditEvent, EventKey, HourBucket};
 use custos_crypto::{SealedBlob, WrappedKey};
 use std::collections::{BTreeMap, HashSet};
 use std::ops::Range;
@@ -170,28 +172,6 @@ impl Store {
         key: &WrappedKey,
     ) -> Result<WrappedKey, StoreError> {
         dispatch!(self, db => db.insert_secret_if_absent(name, key))
-    }
-
-    /// The wrapped data key of a (model, partition).
-    pub async fn get_data_key(
-        &self,
-        model_id: i64,
-        partition: Partition,
-    ) -> Result<Option<WrappedKey>, StoreError> {
-        dispatch!(self, db => db.get_data_key(model_id, partition))
-    }
-
-    /// Stores a data key for (model, partition) unless one exists, and returns the stored one
-    /// (same race semantics as [`Store::insert_secret_if_absent`]). An unknown model is
-    /// [`StoreError::NotFound`].
-    pub async fn insert_data_key_if_absent(
-        &self,
-        model_id: i64,
-        partition: Partition,
-        key: &WrappedKey,
-        now: DateTime<Utc>,
-    ) -> Result<WrappedKey, StoreError> {
-        dispatch!(self, db => db.insert_data_key_if_absent(model_id, partition, key, now))
     }
 
     // ---- models ----

@@ -139,47 +139,6 @@ impl PgDb {
         })
     }
 
-    pub(crate) async fn get_data_key(
-        &self,
-        model_id: i64,
-        partition: Partition,
-    ) -> Result<Option<WrappedKey>, StoreError> {
-        let row: Option<(i64, Vec<u8>)> = sqlx::query_as(
-            "SELECT kek_version, wrapped FROM data_keys WHERE model_id = $1 AND partition = $2",
-        )
-        .bind(model_id)
-        .bind(partition.0)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(wrapped).transpose()
-    }
-
-    pub(crate) async fn insert_data_key_if_absent(
-        &self,
-        model_id: i64,
-        partition: Partition,
-        key: &WrappedKey,
-        now: DateTime<Utc>,
-    ) -> Result<WrappedKey, StoreError> {
-        sqlx::query(
-            "INSERT INTO data_keys (model_id, partition, kek_version, wrapped, created_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (model_id, partition) DO NOTHING",
-        )
-        .bind(model_id)
-        .bind(partition.0)
-        .bind(i64::from(key.kek_version))
-        .bind(&key.bytes[..])
-        .bind(micros(now))
-        .execute(&self.pool)
-        .await
-        .map_err(model_write_err)?;
-        self.get_data_key(model_id, partition)
-            .await?
-            .ok_or_else(|| {
-                StoreError::Conflict("the data key was removed while it was being stored".into())
-            })
-    }
-
     // ---- models ----
 
     pub(crate) async fn create_model(

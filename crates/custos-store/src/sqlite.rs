@@ -92,7 +92,10 @@ impl SqliteDb {
             base.clone()
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
-        };
+        }
+        // Every delete through the writer overwrites the freed content with zeros, so a
+        // destroyed data key (crypto-shredding) does not linger in free pages.
+        .pragma("secure_delete", "ON");
         // The one writer connection is kept open for the life of the pool: reopening costs, and
         // an in-memory database would vanish with its last connection.
         let writer = SqlitePoolOptions::new()
@@ -190,52 +193,6 @@ impl SqliteDb {
                 .bind(name)
                 .fetch_one(&mut *tx)
                 .await?;
-        tx.commit().await?;
-        wrapped(row)
-    }
-
-    pub(crate) async fn get_data_key(
-        &self,
-        model_id: i64,
-        partition: Partition,
-    ) -> Result<Option<WrappedKey>, StoreError> {
-        let row: Option<(i64, Vec<u8>)> = sqlx::query_as(
-            "SELECT kek_version, wrapped FROM data_keys WHERE model_id = ? AND partition = ?",
-        )
-        .bind(model_id)
-        .bind(partition.0)
-        .fetch_optional(&self.reader)
-        .await?;
-        row.map(wrapped).transpose()
-    }
-
-    pub(crate) async fn insert_data_key_if_absent(
-        &self,
-        model_id: i64,
-        partition: Partition,
-        key: &WrappedKey,
-        now: DateTime<Utc>,
-    ) -> Result<WrappedKey, StoreError> {
-        let mut tx = self.write_tx().await?;
-        sqlx::query(
-            "INSERT INTO data_keys (model_id, partition, kek_version, wrapped, created_at) \
-             VALUES (?, ?, ?, ?, ?) ON CONFLICT (model_id, partition) DO NOTHING",
-        )
-        .bind(model_id)
-        .bind(partition.0)
-        .bind(i64::from(key.kek_version))
-        .bind(&key.bytes[..])
-        .bind(micros(now))
-        .execute(&mut *tx)
-        .await
-        .map_err(model_write_err)?;
-        let row: (i64, Vec<u8>) = sqlx::query_as(
-            "SELECT kek_version, wrapped FROM data_keys WHERE model_id = ? AND partition = ?",
-        )
-        .bind(model_id)
-        .bind(partition.0)
-        .fetch_one(&mut *tx)
-        .await?;
         tx.commit().await?;
         wrapped(row)
     }

@@ -21,11 +21,11 @@ use custos_core::{
     ActorType, AuditEvent, EventKey, HourBucket, IngestLimits, MaskedRecord, ModelName,
     ModelSchema, ModelSpec, Outcome, Partition, Pseudonymizer, mask, validate_row,
 };
-use custos_crypto::{BlobKind, DataKey, SealedBlob, WrappedKey, seal_batch, seal_blob};
+use custos_crypto::{BlobKind, DataKey, KeyPurpose, SealedBlob, WrappedKey, seal_batch, seal_blob};
 use custos_store::testing::TestStore;
 use custos_store::{
-    IngestCommit, LabelOutcome, LabelRow, ModelRow, NewReference, NewToken, ProfileDelta, Store,
-    StoreError,
+    IngestCommit, LabelOutcome, LabelRow, ModelRow, NewReference, NewToken, ProfileDelta,
+    ProfileReseal, ShredPlan, Store, StoreError,
 };
 use serde_json::json;
 use sqlx::{Connection, PgConnection, SqliteConnection};
@@ -95,6 +95,10 @@ conformance!(
     references_store_and_list,
     reference_writes_fail_closed,
     vault_insert_if_absent_is_race_safe_and_erasure_leaves_a_tombstone,
+    shred_partition_destroys_keys_and_rows_with_its_audit,
+    shred_reseals_a_shared_day_or_changes_nothing,
+    erase_model_data_keeps_the_registration_and_other_models,
+    shreds_fail_closed_without_their_audit,
 );
 
 // ---- fixtures ----
@@ -349,14 +353,15 @@ async fn secrets_insert_if_absent_is_race_safe(db: &TestStore) {
 async fn data_keys_insert_if_absent_is_race_safe(db: &TestStore) {
     let m = model(db, "fraud-v3").await;
     let day = Partition(20_418);
-    assert_eq!(db.get_data_key(m.id, day).await.unwrap(), None);
+    let events = KeyPurpose::Events;
+    assert_eq!(db.get_data_key(m.id, day, events).await.unwrap(), None);
     let store: Store = (**db).clone();
     let tasks: Vec<_> = (1..=8u8)
         .map(|i| {
             let store = store.clone();
             tokio::spawn(async move {
                 store
-                    .insert_data_key_if_absent(m.id, day, &wrapped(i), t0())
+                    .insert_data_key_if_absent(m.id, day, events, &wrapped(i), t0())
                     .await
                     .unwrap()
             })
@@ -366,17 +371,371 @@ async fn data_keys_insert_if_absent_is_race_safe(db: &TestStore) {
     for task in tasks {
         winners.push(task.await.unwrap());
     }
-    let stored = db.get_data_key(m.id, day).await.unwrap().unwrap();
+    let stored = db.get_data_key(m.id, day, events).await.unwrap().unwrap();
+    assert_eq!(stored.0, events);
     assert!(winners.iter().all(|w| *w == stored));
     assert_eq!(
-        db.get_data_key(m.id, Partition(day.0 + 1)).await.unwrap(),
+        db.get_data_key(m.id, Partition(day.0 + 1), events)
+            .await
+            .unwrap(),
         None
     );
+    // The other purpose of the same day is a key of its own.
+    assert_eq!(
+        db.get_data_key(m.id, day, KeyPurpose::Profiles)
+            .await
+            .unwrap(),
+        None
+    );
+    let profiles = db
+        .insert_data_key_if_absent(m.id, day, KeyPurpose::Profiles, &wrapped(9), t0())
+        .await
+        .unwrap();
+    assert_eq!(profiles, (KeyPurpose::Profiles, wrapped(9)));
+    assert_eq!(db.data_key_count(m.id).await.unwrap(), 2);
     assert!(matches!(
-        db.insert_data_key_if_absent(m.id + 1000, day, &wrapped(1), t0())
+        db.insert_data_key_if_absent(m.id + 1000, day, events, &wrapped(1), t0())
             .await,
         Err(StoreError::NotFound)
     ));
+    // No new shared key is made.
+    assert!(matches!(
+        db.insert_data_key_if_absent(m.id, day, KeyPurpose::Shared, &wrapped(1), t0())
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+}
+
+/// A legacy (pre-0009) day: one `shared` key row, as the migration leaves it.
+async fn legacy_key(db: &TestStore, model_id: i64, day: Partition, tag: u8) {
+    let hex = format!("{tag:02x}").repeat(60);
+    let bytes = match db.backend_name() {
+        "sqlite" => format!("X'{hex}'"),
+        _ => format!("decode('{hex}', 'hex')"),
+    };
+    let sql = format!(
+        "INSERT INTO data_keys (model_id, partition, purpose, kek_version, wrapped, created_at) \
+         VALUES ({model_id}, {}, 'shared', {tag}, {bytes}, 0)",
+        day.0
+    );
+    match db.backend_name() {
+        "sqlite" => {
+            let mut conn = SqliteConnection::connect(db.url()).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            conn.close().await.unwrap();
+        }
+        _ => {
+            let mut conn = PgConnection::connect(db.url()).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            conn.close().await.unwrap();
+        }
+    }
+}
+
+async fn shred_partition_destroys_keys_and_rows_with_its_audit(db: &TestStore) {
+    let m = model(db, "fraud-v3").await;
+    let other = model(db, "other").await;
+    let key = DataKey::generate().unwrap();
+    let day1 = t0();
+    let day2 = t0() + Duration::days(1);
+    for (id, at) in [(m.id, day1), (m.id, day2), (other.id, day1)] {
+        let p = Partition::of(at);
+        for purpose in [KeyPurpose::Events, KeyPurpose::Profiles] {
+            db.insert_data_key_if_absent(id, p, purpose, &wrapped(1), t0())
+                .await
+                .unwrap();
+        }
+        let prefix = format!("{id}-{}", p.0);
+        let a = format!("{prefix}-a");
+        let b = format!("{prefix}-b");
+        db.commit_ingest(commit(&key, id, &[a.as_str(), b.as_str()], at))
+            .await
+            .unwrap();
+    }
+    let p1 = Partition::of(day1);
+    let before = db.verify_audit_chain().await.unwrap();
+    // Raw events of day 1 expire; its profiles stay.
+    let plan = ShredPlan {
+        model_id: m.id,
+        partition: p1,
+        rows: vec![KeyPurpose::Events],
+        destroy: vec![KeyPurpose::Events],
+        reseal: None,
+    };
+    let counts = db
+        .shred_partition(&plan, t0(), |c| {
+            let mut e = event("data.retention.shred", "model/fraud-v3");
+            e.detail = json!({"batches": c.batches, "data_keys": c.data_keys});
+            e
+        })
+        .await
+        .unwrap();
+    assert_eq!(counts.data_keys, 1);
+    assert_eq!(counts.batches, 1);
+    assert_eq!(counts.events, 2);
+    assert_eq!(counts.profile_deltas, 0);
+    assert_eq!(
+        db.get_data_key(m.id, p1, KeyPurpose::Events).await.unwrap(),
+        None
+    );
+    assert!(
+        db.get_data_key(m.id, p1, KeyPurpose::Profiles)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let batches = db.batches(m.id, all_time()).await.unwrap();
+    assert_eq!(batches.len(), 1);
+    assert_eq!(batches[0].partition, Partition::of(day2));
+    assert_eq!(db.event_count(m.id).await.unwrap(), 2);
+    let hour1 = HourBucket::of(day1);
+    assert_eq!(
+        db.profile_deltas(m.id, "amount", ALL_HOURS)
+            .await
+            .unwrap()
+            .len(),
+        2,
+        "the profiles of both days stay"
+    );
+    // The other model is untouched.
+    assert_eq!(db.batches(other.id, all_time()).await.unwrap().len(), 1);
+    assert_eq!(db.data_key_count(other.id).await.unwrap(), 2);
+    // The audit record is in the chain, with the counts.
+    assert_eq!(db.verify_audit_chain().await.unwrap(), before + 1);
+    let last = db.audit_entries(before as i64, 10).await.unwrap();
+    assert!(last[0].record_json.contains("data.retention.shred"));
+    assert!(last[0].record_json.contains(r#""batches":1"#));
+
+    // Then its profiles expire too.
+    let plan = ShredPlan {
+        rows: vec![KeyPurpose::Profiles],
+        destroy: vec![KeyPurpose::Profiles],
+        ..plan
+    };
+    let counts = db
+        .shred_partition(&plan, t0(), |_| {
+            event("data.retention.shred", "model/fraud-v3")
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (counts.data_keys, counts.profile_deltas, counts.volume_hours),
+        (1, 1, 1)
+    );
+    assert!(
+        db.volume(m.id, hour1..HourBucket(hour1.0 + 1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        db.data_key_count(m.id).await.unwrap(),
+        2,
+        "day 2 keeps both keys"
+    );
+    let days = db.data_key_days(m.id, Partition(p1.0 + 10)).await.unwrap();
+    assert_eq!(days.len(), 1);
+}
+
+async fn shred_reseals_a_shared_day_or_changes_nothing(db: &TestStore) {
+    let m = model(db, "fraud-v3").await;
+    let key = DataKey::generate().unwrap();
+    let p = Partition::of(t0());
+    legacy_key(db, m.id, p, 3).await;
+    db.commit_ingest(commit(&key, m.id, &["a", "b"], t0()))
+        .await
+        .unwrap();
+    db.commit_ingest(commit(&key, m.id, &["c"], t0() + hours(1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        db.get_data_key(m.id, p, KeyPurpose::Profiles)
+            .await
+            .unwrap(),
+        Some((KeyPurpose::Shared, wrapped(3)))
+    );
+    assert!(
+        db.partition_has_rows(m.id, p, KeyPurpose::Profiles)
+            .await
+            .unwrap()
+    );
+    let deltas = db.partition_profile_deltas(m.id, p).await.unwrap();
+    assert_eq!(deltas.len(), 2);
+    let before = db.verify_audit_chain().await.unwrap();
+    // A re-seal that misses a delta (one changed meanwhile) is refused whole.
+    let short = ShredPlan {
+        model_id: m.id,
+        partition: p,
+        rows: vec![KeyPurpose::Events],
+        destroy: vec![KeyPurpose::Shared],
+        reseal: Some(ProfileReseal {
+            key: wrapped(4),
+            deltas: vec![(deltas[0].0, b"new".to_vec())],
+        }),
+    };
+    let refused = db
+        .shred_partition(&short, t0(), |_| event("data.retention.shred", "m"))
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
+    assert_eq!(db.verify_audit_chain().await.unwrap(), before);
+    assert_eq!(db.data_key_count(m.id).await.unwrap(), 1);
+    assert_eq!(db.batches(m.id, all_time()).await.unwrap().len(), 2);
+
+    let plan = ShredPlan {
+        reseal: Some(ProfileReseal {
+            key: wrapped(4),
+            deltas: deltas.iter().map(|d| (d.0, b"resealed".to_vec())).collect(),
+        }),
+        ..short
+    };
+    let counts = db
+        .shred_partition(&plan, t0(), |_| event("data.retention.shred", "m"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (counts.data_keys, counts.resealed, counts.batches),
+        (1, 2, 2)
+    );
+    assert_eq!(
+        db.get_data_key(m.id, p, KeyPurpose::Profiles)
+            .await
+            .unwrap(),
+        Some((KeyPurpose::Profiles, wrapped(4)))
+    );
+    assert_eq!(
+        db.get_data_key(m.id, p, KeyPurpose::Events).await.unwrap(),
+        None
+    );
+    let now = db.profile_deltas(m.id, "amount", ALL_HOURS).await.unwrap();
+    assert!(now.iter().all(|d| d.ciphertext == b"resealed"));
+    assert_eq!(db.verify_audit_chain().await.unwrap(), before + 1);
+}
+
+async fn erase_model_data_keeps_the_registration_and_other_models(db: &TestStore) {
+    let m = model(db, "fraud-v3").await;
+    let other = model(db, "other").await;
+    let key = DataKey::generate().unwrap();
+    for id in [m.id, other.id] {
+        for purpose in [KeyPurpose::Events, KeyPurpose::Profiles] {
+            db.insert_data_key_if_absent(id, Partition::of(t0()), purpose, &wrapped(1), t0())
+                .await
+                .unwrap();
+        }
+        db.insert_secret_if_absent(&format!("token-vault/{id}"), &wrapped(2))
+            .await
+            .unwrap();
+        let a = format!("{id}-a");
+        db.commit_ingest(commit(&key, id, &[a.as_str()], t0()))
+            .await
+            .unwrap();
+    }
+    let vault_name = format!("token-vault/{}", m.id);
+    let counts = db
+        .erase_model_data(m.id, &vault_name, |c| {
+            let mut e = event("data.erase", "model/fraud-v3");
+            e.detail = json!({"data_keys": c.data_keys});
+            e
+        })
+        .await
+        .unwrap();
+    assert_eq!(counts.data_keys, 2);
+    assert!(counts.vault_key);
+    assert_eq!(
+        (counts.batches, counts.events, counts.profile_deltas),
+        (1, 1, 1)
+    );
+    assert_eq!(db.data_key_count(m.id).await.unwrap(), 0);
+    assert_eq!(db.get_secret(&vault_name).await.unwrap(), None);
+    assert!(db.batches(m.id, all_time()).await.unwrap().is_empty());
+    assert!(
+        db.get_model("fraud-v3").await.unwrap().is_some(),
+        "registration stays"
+    );
+    assert_eq!(db.data_key_count(other.id).await.unwrap(), 2);
+    assert_eq!(db.batches(other.id, all_time()).await.unwrap().len(), 1);
+    assert!(
+        db.get_secret(&format!("token-vault/{}", other.id))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let last = db.audit_entries(0, 100).await.unwrap();
+    assert!(
+        last.last()
+            .unwrap()
+            .record_json
+            .contains(r#""data_keys":2"#)
+    );
+    assert!(matches!(
+        db.erase_model_data(m.id + 1000, "token-vault/none", |_| event(
+            "data.erase",
+            "x"
+        ))
+        .await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn shreds_fail_closed_without_their_audit(db: &TestStore) {
+    let m = model(db, "fraud-v3").await;
+    let key = DataKey::generate().unwrap();
+    let p = Partition::of(t0());
+    db.insert_data_key_if_absent(m.id, p, KeyPurpose::Events, &wrapped(1), t0())
+        .await
+        .unwrap();
+    db.commit_ingest(commit(&key, m.id, &["a"], t0()))
+        .await
+        .unwrap();
+    match db.backend_name() {
+        "sqlite" => raw(
+            db,
+            "CREATE TRIGGER audit_log_blocked BEFORE INSERT ON audit_log \
+             BEGIN SELECT RAISE(ABORT, 'audit unavailable'); END",
+        )
+        .await
+        .unwrap(),
+        _ => raw(
+            db,
+            "CREATE FUNCTION audit_blocked() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'audit unavailable'; END; $$; \
+             CREATE TRIGGER audit_log_blocked BEFORE INSERT ON audit_log \
+             FOR EACH ROW EXECUTE FUNCTION audit_blocked()",
+        )
+        .await
+        .unwrap(),
+    }
+    let plan = ShredPlan {
+        model_id: m.id,
+        partition: p,
+        rows: vec![KeyPurpose::Events],
+        destroy: vec![KeyPurpose::Events],
+        reseal: None,
+    };
+    assert!(
+        db.shred_partition(&plan, t0(), |_| event("data.retention.shred", "m"))
+            .await
+            .is_err()
+    );
+    assert!(
+        db.erase_model_data(m.id, "token-vault/1", |_| event("data.erase", "m"))
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        db.data_key_count(m.id).await.unwrap(),
+        1,
+        "nothing destroyed"
+    );
+    assert_eq!(db.batches(m.id, all_time()).await.unwrap().len(), 1);
 }
 
 async fn models_create_get_list_and_conflict(db: &TestStore) {

@@ -257,7 +257,8 @@ async fn rotate_rewrap_retire(postgres: bool) {
     assert!(out.status.success());
     let usage = install.usage().await;
     assert_eq!(usage.keys().copied().collect::<Vec<_>>(), vec![1]);
-    assert_eq!(usage[&1].data_keys, 2);
+    // Two days, each with an events and a profiles key.
+    assert_eq!(usage[&1].data_keys, 4);
     let secrets = usage[&1].secrets;
     assert!(secrets >= 6, "{usage:?}");
 
@@ -276,9 +277,9 @@ async fn rotate_rewrap_retire(postgres: bool) {
     assert!(text(&out).contains("KEK version 2 is now current"));
     ingest(&http, port, &admin, &rows("d3", DAY3, 300, false)).await;
     let usage = install.usage().await;
-    assert_eq!(usage[&1].data_keys, 2, "{usage:?}");
+    assert_eq!(usage[&1].data_keys, 4, "{usage:?}");
     assert_eq!(
-        usage[&2].data_keys, 1,
+        usage[&2].data_keys, 2,
         "the running server wraps new keys under v2"
     );
 
@@ -287,7 +288,7 @@ async fn rotate_rewrap_retire(postgres: bool) {
     assert!(!out.status.success());
     let said = text(&out);
     assert!(
-        said.contains("refusing to retire KEK version 1: it still wraps 2 data keys")
+        said.contains("refusing to retire KEK version 1: it still wraps 4 data keys")
             && said.contains("custos keys rewrap"),
         "{said}"
     );
@@ -296,14 +297,14 @@ async fn rotate_rewrap_retire(postgres: bool) {
     // Rewrap while the server runs.
     let out = install.keys(&["rewrap", "--batch", "3"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains(&format!("re-wrapped {} keys", 2 + secrets)));
+    assert!(text(&out).contains(&format!("re-wrapped {} keys", 4 + secrets)));
     let usage = install.usage().await;
     assert_eq!(
         usage.keys().copied().collect::<Vec<_>>(),
         vec![2],
         "{usage:?}"
     );
-    assert_eq!(usage[&2].data_keys, 3);
+    assert_eq!(usage[&2].data_keys, 6);
     // Idempotent: nothing left to do.
     let out = install.keys(&["rewrap"]);
     assert!(text(&out).contains("re-wrapped 0 keys"), "{}", text(&out));
@@ -509,13 +510,15 @@ async fn rewrap_rate() {
     for day in 0..n {
         let partition = custos_core::Partition(day);
         let key = custos_crypto::DataKey::generate().unwrap();
+        let purpose = custos_crypto::KeyPurpose::Events;
         let context = custos_crypto::KeyContext::Data {
             model_id: model.id,
             partition,
+            purpose,
         };
         let wrapped = ring.wrap(&context, &key).unwrap();
         store
-            .insert_data_key_if_absent(model.id, partition, &wrapped, chrono::Utc::now())
+            .insert_data_key_if_absent(model.id, partition, purpose, &wrapped, chrono::Utc::now())
             .await
             .unwrap();
     }

@@ -338,6 +338,7 @@ mod tests {
         KeyContext::Data {
             model_id: 1,
             partition: Partition(20_000),
+            purpose: crate::keys::KeyPurpose::Shared,
         }
     }
 
