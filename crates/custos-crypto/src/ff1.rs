@@ -148,6 +148,8 @@ impl fmt::Debug for Ff1Key {
 pub struct Alphabet {
     chars: Vec<char>,
     numerals: BTreeMap<char, u16>,
+    /// ASCII character → numeral + 1 (0: not in the alphabet, or not representable).
+    ascii: [u16; 128],
 }
 
 impl Alphabet {
@@ -166,10 +168,37 @@ impl Alphabet {
                 return Err(Ff1Error::DuplicateAlphabetChar { position });
             }
         }
-        Ok(Self {
-            chars: list,
+        Ok(Self::with_ascii_table(list, numerals))
+    }
+
+    /// Adds the direct lookup of ASCII characters (every built-in alphabet is ASCII), which
+    /// spares a map search per character on the masking path.
+    fn with_ascii_table(chars: Vec<char>, numerals: BTreeMap<char, u16>) -> Self {
+        let mut ascii = [0u16; 128];
+        for (&c, &numeral) in &numerals {
+            if let (Some(slot), Some(stored)) = (ascii.get_mut(c as usize), numeral.checked_add(1))
+            {
+                *slot = stored;
+            }
+        }
+        Self {
+            chars,
             numerals,
-        })
+            ascii,
+        }
+    }
+
+    /// The numeral of `c`, if it belongs to the alphabet.
+    fn numeral(&self, c: char) -> Option<u16> {
+        if c.is_ascii() {
+            // 0 marks "absent"; numerals are stored plus one. A radix-65,536 alphabet's last
+            // numeral would not fit, so such an alphabet's ASCII characters fall back to the map.
+            match self.ascii.get(c as usize).copied() {
+                Some(0) | None => {}
+                Some(n) => return Some(n - 1),
+            }
+        }
+        self.numerals.get(&c).copied()
     }
 
     /// `0123456789` (radix 10).
@@ -186,7 +215,7 @@ impl Alphabet {
     fn from_ascii_table(table: &[u8]) -> Self {
         let chars: Vec<char> = table.iter().map(|&b| char::from(b)).collect();
         let numerals = chars.iter().zip(0u16..).map(|(&c, n)| (c, n)).collect();
-        Self { chars, numerals }
+        Self::with_ascii_table(chars, numerals)
     }
 
     /// Number of characters, i.e. the FF1 radix.
@@ -197,18 +226,13 @@ impl Alphabet {
 
     /// Whether `c` belongs to the alphabet.
     pub fn contains(&self, c: char) -> bool {
-        self.numerals.contains_key(&c)
+        self.numeral(c).is_some()
     }
 
     fn to_numerals(&self, text: &str) -> Result<Vec<u16>, Ff1Error> {
         text.chars()
             .enumerate()
-            .map(|(position, c)| {
-                self.numerals
-                    .get(&c)
-                    .copied()
-                    .ok_or(Ff1Error::NotInAlphabet { position })
-            })
+            .map(|(position, c)| self.numeral(c).ok_or(Ff1Error::NotInAlphabet { position }))
             .collect()
     }
 
@@ -338,12 +362,24 @@ mod small {
             .fold(0, |acc, &d| acc * radix + u128::from(d))
     }
 
-    /// STR^m_radix(x) appended to `out`.
-    fn push_str_m(mut x: u128, radix: u128, m: usize, out: &mut Vec<u16>) -> Result<(), Ff1Error> {
+    /// STR^m_radix(x) appended to `out`; in `u64` when `x` fits (a hardware division, where
+    /// `u128` needs a library call per digit).
+    fn push_str_m(x: u128, radix: u128, m: usize, out: &mut Vec<u16>) -> Result<(), Ff1Error> {
         let start = out.len();
-        for _ in 0..m {
-            out.push(u16::try_from(x % radix).map_err(|_| Ff1Error::Internal)?);
-            x /= radix;
+        match (u64::try_from(x), u64::try_from(radix)) {
+            (Ok(mut small), Ok(radix)) => {
+                for _ in 0..m {
+                    out.push(u16::try_from(small % radix).map_err(|_| Ff1Error::Internal)?);
+                    small /= radix;
+                }
+            }
+            _ => {
+                let mut x = x;
+                for _ in 0..m {
+                    out.push(u16::try_from(x % radix).map_err(|_| Ff1Error::Internal)?);
+                    x /= radix;
+                }
+            }
         }
         out.get_mut(start..).ok_or(Ff1Error::Internal)?.reverse();
         Ok(())
@@ -432,18 +468,27 @@ mod small {
                 }
                 cipher.encrypt_block(&mut state);
             }
-            // S = R ‖ CIPH(R ⊕ [1]¹⁶) ‖ … truncated to d bytes; y = NUM(S) mod radix^m.
-            let mut y: u128 = 0;
-            let mut taken = 0;
-            let mut j: u128 = 0;
+            // S = R ‖ CIPH(R ⊕ [1]¹⁶) ‖ … truncated to d bytes; y = NUM(S) mod radix^m. The
+            // first 16 bytes are one u128 and one reduction (u128 division is a library call,
+            // the dominant cost if done per byte); the rest (d ≤ 20 here) a byte at a time.
+            let first: [u8; 16] = state.into();
+            let mut y = if d >= 16 {
+                u128::from_be_bytes(first) % modulus
+            } else {
+                first
+                    .iter()
+                    .take(d)
+                    .fold(0u128, |acc, &byte| (acc << 8) | u128::from(byte))
+                    % modulus
+            };
+            let mut taken = 16;
+            let mut j: u128 = 1;
             while taken < d {
                 let mut block = state;
-                if j > 0 {
-                    for (s, c) in block.iter_mut().zip(j.to_be_bytes()) {
-                        *s ^= c;
-                    }
-                    cipher.encrypt_block(&mut block);
+                for (s, c) in block.iter_mut().zip(j.to_be_bytes()) {
+                    *s ^= c;
                 }
+                cipher.encrypt_block(&mut block);
                 for &byte in block.iter().take(d - taken) {
                     y = (y * 256 + u128::from(byte)) % modulus;
                 }
@@ -467,7 +512,9 @@ mod small {
                 for i in 0..ROUNDS {
                     let m = modulus(i);
                     let y = prf(i, b_num, m)?;
-                    let c = (a + y) % m;
+                    // a, y < m: one conditional subtraction instead of a u128 division.
+                    let c = a + y;
+                    let c = if c >= m { c - m } else { c };
                     a = b_num;
                     b_num = c;
                 }
@@ -476,7 +523,7 @@ mod small {
                 for i in (0..ROUNDS).rev() {
                     let m = modulus(i);
                     let y = prf(i, a, m)?;
-                    let c = (b_num + m - y) % m;
+                    let c = if b_num >= y { b_num - y } else { b_num + m - y };
                     b_num = a;
                     a = c;
                 }
