@@ -1,5 +1,6 @@
 //! Benchmark: sealing (serialise → zstd 1 → AES-256-GCM) and opening a 1,000-row batch of
-//! masked records, the unit the ingest path seals per request.
+//! masked records, the unit the ingest path seals per request; and one FF1 masking of a card
+//! number, through the integer path and through the `fpe` crate's general path.
 //!
 //! Owns: measurement only. Must not: be used as a correctness test (the unit tests are).
 
@@ -72,5 +73,38 @@ fn bench_seal(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_seal);
+fn bench_ff1(c: &mut Criterion) {
+    use custos_core::{Ff1Alphabet, Pseudonymizer as _};
+    use custos_crypto::ff1::{Alphabet, Ff1Key, encrypt};
+    let keys = HmacPseudonymizer::new(
+        SecretBytes::generate().unwrap(),
+        SecretBytes::generate().unwrap(),
+    )
+    .with_format_preserving_key(Ff1Key::generate().unwrap());
+    let key = Ff1Key::generate().unwrap();
+    let digits = Alphabet::digits();
+    let mut group = c.benchmark_group("ff1");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("card_masking_16_digits", |b| {
+        b.iter(|| keys.format_preserving(Ff1Alphabet::Digits, black_box("4111-1111-1111-1111")))
+    });
+    group.bench_function("encrypt_16_digits", |b| {
+        b.iter(|| {
+            encrypt(
+                &key,
+                b"custos/ff1/v1",
+                &digits,
+                black_box("4111111111111111"),
+            )
+        })
+    });
+    // 80 digits: beyond the integer path, so the `fpe` crate's big-number path.
+    let long = "4111111111".repeat(8);
+    group.bench_function("encrypt_80_digits_general_path", |b| {
+        b.iter(|| encrypt(&key, b"custos/ff1/v1", &digits, black_box(&long)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_seal, bench_ff1);
 criterion_main!(benches);

@@ -16,7 +16,7 @@
 use custos_core::Partition;
 use custos_crypto::CryptoError;
 use custos_crypto::keys::pkcs11::{Hsm, Pkcs11Settings};
-use custos_crypto::keys::{DataKey, KeyContext};
+use custos_crypto::keys::{DataKey, KeyContext, KeyPurpose};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -90,6 +90,7 @@ fn ctx(model_id: i64) -> KeyContext {
     KeyContext::Data {
         model_id,
         partition: Partition(20_000),
+        purpose: KeyPurpose::Events,
     }
 }
 

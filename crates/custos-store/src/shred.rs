@@ -370,6 +370,11 @@ impl Store {
                             "DELETE FROM volume WHERE model_id = ? AND hour >= ? AND hour < ?",
                             true,
                         ),
+                        // PII finding counts are aggregates of the day, like its volume.
+                        (
+                            "DELETE FROM pii_findings WHERE model_id = ? AND hour >= ? AND hour < ?",
+                            true,
+                        ),
                     ],
                     KeyPurpose::Shared => &[],
                 };
@@ -447,6 +452,11 @@ impl Store {
                 };
                 *c = done;
             }
+            // The model's PII finding counts go with its data (counts only, so not tallied).
+            sqlx::query(sqlx::AssertSqlSafe(sql(&by_model("pii_findings"))))
+                .bind(model_id)
+                .execute(&mut *tx)
+                .await?;
             let done = sqlx::query(sqlx::AssertSqlSafe(sql(
                 "DELETE FROM secrets WHERE name = ?",
             )))

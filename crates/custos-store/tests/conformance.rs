@@ -656,6 +656,8 @@ async fn erase_model_data_keeps_the_registration_and_other_models(db: &TestStore
     assert_eq!(db.data_key_count(m.id).await.unwrap(), 0);
     assert_eq!(db.get_secret(&vault_name).await.unwrap(), None);
     assert!(db.batches(m.id, all_time()).await.unwrap().is_empty());
+    assert!(db.pii_findings(m.id, ALL_HOURS).await.unwrap().is_empty());
+    assert_eq!(db.pii_findings(other.id, ALL_HOURS).await.unwrap().len(), 1);
     assert!(
         db.get_model("fraud-v3").await.unwrap().is_some(),
         "registration stays"

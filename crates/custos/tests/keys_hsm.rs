@@ -409,7 +409,10 @@ async fn hsm_lifecycle(postgres: bool) {
     assert!(text(&out).contains("PKCS#11 token"), "{}", text(&out));
     let usage = install.usage().await;
     assert_eq!(usage.keys().copied().collect::<Vec<_>>(), vec![1]);
-    assert_eq!(usage[&1].data_keys, 2);
+    assert_eq!(
+        usage[&1].data_keys, 4,
+        "two days, each with an events and a profiles key"
+    );
     let secrets = usage[&1].secrets;
 
     // Rotate while the server runs: version 2 is created inside the token and used for the
@@ -426,11 +429,11 @@ async fn hsm_lifecycle(postgres: bool) {
     assert!(text(&out).contains("KEK version 2 is now current"));
     ingest(&http, port, &admin, &rows("d3", DAY3, 300, false)).await;
     let usage = install.usage().await;
-    assert_eq!(usage[&2].data_keys, 1, "{usage:?}");
+    assert_eq!(usage[&2].data_keys, 2, "{usage:?}");
     let out = install.keys(&["retire", "1"]);
     assert!(!out.status.success());
     assert!(
-        text(&out).contains("refusing to retire KEK version 1: it still wraps 2 data keys"),
+        text(&out).contains("refusing to retire KEK version 1: it still wraps 4 data keys"),
         "{}",
         text(&out)
     );
@@ -439,7 +442,7 @@ async fn hsm_lifecycle(postgres: bool) {
     // Rewrap, then retire: the token object is destroyed.
     let out = install.keys(&["rewrap", "--batch", "3"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains(&format!("re-wrapped {} keys", 2 + secrets)));
+    assert!(text(&out).contains(&format!("re-wrapped {} keys", 4 + secrets)));
     let usage = install.usage().await;
     assert_eq!(
         usage.keys().copied().collect::<Vec<_>>(),
