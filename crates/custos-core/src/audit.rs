@@ -65,3 +65,28 @@ pub struct AuditEvent {
     /// Structured extra facts (ids, before/after of configuration) — never secrets or PII.
     pub detail: serde_json::Value,
 }
+
+impl AuditEvent {
+    /// A successful act of the server itself (start, background jobs), with no request behind
+    /// it: actor `system`, no client address, user agent or request id.
+    pub fn system(
+        time: DateTime<Utc>,
+        action: &str,
+        resource: impl Into<String>,
+        detail: serde_json::Value,
+    ) -> Self {
+        Self {
+            time,
+            actor: "system".into(),
+            actor_type: ActorType::System,
+            source_ip: None,
+            user_agent: None,
+            request_id: None,
+            action: action.into(),
+            resource: resource.into(),
+            outcome: Outcome::Success,
+            status: None,
+            detail,
+        }
+    }
+}

@@ -14,14 +14,13 @@
 )]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use custos_core::SystemClock;
-use custos_server::App;
-use custos_server::config::Config;
 use serde_json::json;
-use std::os::unix::fs::PermissionsExt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+#[path = "support/http_load.rs"]
+mod http_load;
+use http_load::BenchServer;
 
 const ROWS: usize = 1_000;
 const CLIENTS: usize = 4;
@@ -81,34 +80,8 @@ fn batch(seq: u64) -> Vec<u8> {
 }
 
 fn ingest(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-    let (addr, admin) = runtime.block_on(async {
-        let mut config = Config::default();
-        config.server.data_dir = dir.path().join("data");
-        let app = App::build(config, Arc::new(SystemClock)).await.unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(app.serve(listener, std::future::pending()));
-        let admin = std::fs::read_to_string(dir.path().join("data/bootstrap-token")).unwrap();
-        (addr, admin.trim().to_owned())
-    });
-    let http = reqwest::Client::new();
-    runtime.block_on(async {
-        let r = http
-            .post(format!("http://{addr}/api/v1/models"))
-            .bearer_auth(&admin)
-            .json(&spec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
-    });
-    let url = format!("http://{addr}/api/v1/models/bench/predictions");
+    let server = BenchServer::start();
+    server.register(&spec());
     let seq = AtomicU64::new(0);
 
     let mut group = c.benchmark_group("ingest_http_sqlite");
@@ -120,35 +93,7 @@ fn ingest(c: &mut Criterion) {
             let bodies: Vec<Vec<u8>> = (0..iters)
                 .map(|_| batch(seq.fetch_add(1, Ordering::Relaxed)))
                 .collect();
-            runtime.block_on(async {
-                let queue = Arc::new(tokio::sync::Mutex::new(bodies));
-                let started = Instant::now();
-                let mut tasks = Vec::new();
-                for _ in 0..CLIENTS {
-                    let (queue, http, url, admin) =
-                        (queue.clone(), http.clone(), url.clone(), admin.clone());
-                    tasks.push(tokio::spawn(async move {
-                        loop {
-                            let Some(body) = queue.lock().await.pop() else {
-                                break;
-                            };
-                            let r = http
-                                .post(&url)
-                                .bearer_auth(&admin)
-                                .header("content-type", "application/x-ndjson")
-                                .body(body)
-                                .send()
-                                .await
-                                .unwrap();
-                            assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
-                        }
-                    }));
-                }
-                for t in tasks {
-                    t.await.unwrap();
-                }
-                started.elapsed()
-            })
+            server.send_all("bench", bodies, CLIENTS)
         });
     });
     group.finish();

@@ -36,6 +36,10 @@ use custos_server::ingest::{BodyFormat, decode_rows, profile_records, validate_a
 use serde_json::json;
 use std::hint::black_box;
 
+#[path = "support/http_load.rs"]
+mod http_load;
+use http_load::BenchServer;
+
 const ROWS: usize = 1_000;
 
 fn schema(protected: bool, ff1: bool) -> ModelSchema {
@@ -180,45 +184,15 @@ fn with_ids(body: &[u8], seq: u64) -> Vec<u8> {
 }
 
 fn http(c: &mut Criterion) {
-    use custos_core::SystemClock;
-    use custos_server::App;
-    use custos_server::config::Config;
-    use std::os::unix::fs::PermissionsExt;
-    use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     const CLIENTS: usize = 4;
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-    let (addr, admin) = runtime.block_on(async {
-        let mut config = Config::default();
-        config.server.data_dir = dir.path().join("data");
-        let app = App::build(config, Arc::new(SystemClock)).await.unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(app.serve(listener, std::future::pending()));
-        let admin = std::fs::read_to_string(dir.path().join("data/bootstrap-token")).unwrap();
-        (addr, admin.trim().to_owned())
-    });
-    let client = reqwest::Client::new();
+    let server = BenchServer::start();
     for (name, protected) in [("as-given", false), ("protected", true)] {
         let mut spec = serde_json::to_value(schema(protected, true).spec()).unwrap();
         spec["name"] = json!(name);
-        runtime.block_on(async {
-            let r = client
-                .post(format!("http://{addr}/api/v1/models"))
-                .bearer_auth(&admin)
-                .json(&spec)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
-        });
+        server.register(&spec);
     }
     let body = batch();
     let seq = AtomicU64::new(0);
@@ -227,46 +201,12 @@ fn http(c: &mut Criterion) {
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(20));
     for name in ["as-given", "protected"] {
-        let url = format!("http://{addr}/api/v1/models/{name}/predictions");
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let bodies: Vec<Vec<u8>> = (0..iters)
                     .map(|_| with_ids(&body, seq.fetch_add(1, Ordering::Relaxed)))
                     .collect();
-                runtime.block_on(async {
-                    let queue = Arc::new(tokio::sync::Mutex::new(bodies));
-                    let started = Instant::now();
-                    let mut tasks = Vec::new();
-                    for _ in 0..CLIENTS {
-                        let (queue, client, url, admin) =
-                            (queue.clone(), client.clone(), url.clone(), admin.clone());
-                        tasks.push(tokio::spawn(async move {
-                            loop {
-                                let Some(body) = queue.lock().await.pop() else {
-                                    break;
-                                };
-                                let r = client
-                                    .post(&url)
-                                    .bearer_auth(&admin)
-                                    .header("content-type", "application/x-ndjson")
-                                    .body(body)
-                                    .send()
-                                    .await
-                                    .unwrap();
-                                assert_eq!(
-                                    r.status(),
-                                    200,
-                                    "{}",
-                                    r.text().await.unwrap_or_default()
-                                );
-                            }
-                        }));
-                    }
-                    for t in tasks {
-                        t.await.unwrap();
-                    }
-                    started.elapsed()
-                })
+                server.send_all(name, bodies, CLIENTS)
             });
         });
     }

@@ -8,7 +8,7 @@
 
 use crate::state::AppState;
 use chrono::{DateTime, Utc};
-use custos_core::{ActorType, AuditEvent, Outcome};
+use custos_core::{ActorType, AuditEvent};
 use custos_crypto::auditlog::{TreeBuilder, pack_frontier, unpack_frontier};
 use custos_crypto::checkpoint::{Checkpoint, NoteSigner};
 use custos_crypto::merkle::{Hash, leaf_hash};
@@ -59,19 +59,7 @@ pub async fn origin(store: &Store) -> Result<String, AuditLogError> {
 }
 
 fn system_event(now: DateTime<Utc>, action: &str, detail: serde_json::Value) -> AuditEvent {
-    AuditEvent {
-        time: now,
-        actor: "system".into(),
-        actor_type: ActorType::System,
-        source_ip: None,
-        user_agent: None,
-        request_id: None,
-        action: action.into(),
-        resource: "audit".into(),
-        outcome: Outcome::Success,
-        status: None,
-        detail,
-    }
+    AuditEvent::system(now, action, "audit", detail)
 }
 
 /// The current signing key, creating version 1 on first use. The stored public key must match

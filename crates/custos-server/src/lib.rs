@@ -53,7 +53,7 @@ use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post, put};
-use custos_core::{ActorType, AuditEvent, Clock, Outcome};
+use custos_core::{AuditEvent, Clock};
 use custos_store::Store;
 use state::AppState;
 use std::net::SocketAddr;
@@ -457,19 +457,7 @@ async fn system_audit(
     action: &str,
     detail: serde_json::Value,
 ) -> Result<(), StartError> {
-    let event = AuditEvent {
-        time: state.clock.now(),
-        actor: "system".into(),
-        actor_type: ActorType::System,
-        source_ip: None,
-        user_agent: None,
-        request_id: None,
-        action: action.into(),
-        resource: "server".into(),
-        outcome: Outcome::Success,
-        status: None,
-        detail,
-    };
+    let event = AuditEvent::system(state.clock.now(), action, "server", detail);
     state.store.append_audit(&event).await?;
     Ok(())
 }

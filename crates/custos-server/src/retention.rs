@@ -37,7 +37,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use chrono::{DateTime, Duration, Utc};
-use custos_core::audit::{ActorType, AuditEvent, Outcome};
+use custos_core::audit::AuditEvent;
 use custos_core::{HourBucket, ModelName, Partition};
 use custos_crypto::KeyPurpose;
 use custos_crypto::seal::{BlobKind, open_blob, seal_blob};
@@ -210,7 +210,7 @@ async fn retain_model(
         let outcome = state
             .store
             .shred_partition(&plan, now, |counts| {
-                system_event(
+                AuditEvent::system(
                     now,
                     "data.retention.shred",
                     format!("model/{model}"),
@@ -304,27 +304,6 @@ fn shred_counts(c: &ShredCounts) -> serde_json::Value {
         "volume_hours": c.volume_hours,
         "resealed_profile_deltas": c.resealed,
     })
-}
-
-fn system_event(
-    now: DateTime<Utc>,
-    action: &str,
-    resource: String,
-    detail: serde_json::Value,
-) -> AuditEvent {
-    AuditEvent {
-        time: now,
-        actor: "system".into(),
-        actor_type: ActorType::System,
-        source_ip: None,
-        user_agent: None,
-        request_id: None,
-        action: action.into(),
-        resource,
-        outcome: Outcome::Success,
-        status: None,
-        detail,
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
