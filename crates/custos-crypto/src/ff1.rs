@@ -339,7 +339,10 @@ fn crypt_with_key(
 /// against the `fpe` crate on random inputs (tests below).
 mod small {
     use super::{Direction, Ff1Error};
-    use aes::cipher::{Block, BlockCipherEncrypt};
+    use aes::cipher::consts::U16;
+    use aes::cipher::{
+        Block, BlockCipherEncBackend, BlockCipherEncClosure, BlockCipherEncrypt, BlockSizeUser,
+    };
 
     /// Every intermediate fits a `u128`: `y mod M` is accumulated a byte at a time, which
     /// needs `M · 256 < 2^128`.
@@ -398,19 +401,53 @@ mod small {
         let r = u128::from(radix);
         let modulus_v = power(r, v)?;
         let modulus_u = power(r, u)?;
-        Some(run(
-            cipher,
-            r,
+        let mut out = Err(Ff1Error::Internal);
+        // The whole call runs inside one backend closure: the cipher's dispatch (and, for the
+        // AVX-512 backend, the loading of the round keys) happens once per value instead of
+        // once per block, about a dozen times cheaper for these one-block-at-a-time chains.
+        cipher.encrypt_with_backend(Run {
+            radix: r,
             tweak,
             numerals,
-            (u, v),
-            (modulus_u, modulus_v),
+            halves: (u, v),
+            moduli: (modulus_u, modulus_v),
             direction,
-        ))
+            out: &mut out,
+        });
+        Some(out)
     }
 
-    fn run<C: BlockCipherEncrypt<BlockSize = aes::cipher::consts::U16>>(
-        cipher: &C,
+    /// One FF1 call, waiting for the cipher's backend.
+    struct Run<'a> {
+        radix: u128,
+        tweak: &'a [u8],
+        numerals: &'a [u16],
+        halves: (usize, usize),
+        moduli: (u128, u128),
+        direction: Direction,
+        out: &'a mut Result<Vec<u16>, Ff1Error>,
+    }
+
+    impl BlockSizeUser for Run<'_> {
+        type BlockSize = U16;
+    }
+
+    impl BlockCipherEncClosure for Run<'_> {
+        fn call<B: BlockCipherEncBackend<BlockSize = U16>>(self, backend: &B) {
+            *self.out = run(
+                |block: &mut Block<B>| backend.encrypt_block(block.into()),
+                self.radix,
+                self.tweak,
+                self.numerals,
+                self.halves,
+                self.moduli,
+                self.direction,
+            );
+        }
+    }
+
+    fn run<E: Fn(&mut aes::Block)>(
+        encrypt_block: E,
         radix: u128,
         tweak: &[u8],
         numerals: &[u16],
@@ -444,8 +481,8 @@ mod small {
         let p: [u8; 16] = [
             1, 2, 1, r1, r2, r3, 10, u_low, n0, n1, n2, n3, t0, t1, t2, t3,
         ];
-        let mut after_p = Block::<C>::from(p);
-        cipher.encrypt_block(&mut after_p);
+        let mut after_p = aes::Block::from(p);
+        encrypt_block(&mut after_p);
 
         // Q = T ‖ [0]^((−t−b−1) mod 16) ‖ [i]¹ ‖ [NUM(B)]^b; only the last 1 + b bytes change.
         let pad = (16 - (t + b + 1) % 16) % 16;
@@ -466,7 +503,7 @@ mod small {
                 for (s, c) in state.iter_mut().zip(chunk) {
                     *s ^= c;
                 }
-                cipher.encrypt_block(&mut state);
+                encrypt_block(&mut state);
             }
             // S = R ‖ CIPH(R ⊕ [1]¹⁶) ‖ … truncated to d bytes; y = NUM(S) mod radix^m. The
             // first 16 bytes are one u128 and one reduction (u128 division is a library call);
@@ -490,7 +527,7 @@ mod small {
                 for (s, c) in block.iter_mut().zip(j.to_be_bytes()) {
                     *s ^= c;
                 }
-                cipher.encrypt_block(&mut block);
+                encrypt_block(&mut block);
                 for &byte in block.iter().take(d - taken) {
                     y = (y * 256 + u128::from(byte)) % modulus;
                 }
