@@ -67,3 +67,4 @@ pub async fn register_fraud_model(http: &reqwest::Client, data: &Path, port: u16
     assert_eq!(r.status(), 201);
     admin
 }
+pub mod installation;
