@@ -364,7 +364,20 @@ impl Store {
         model_id: i64,
         hours: Range<HourBucket>,
     ) -> Result<Vec<(String, String, u64)>, StoreError> {
-        dispatch!(self, db => db.pii_findings(model_id, hours))
+        let query = "SELECT field, kind, CAST(SUM(finding_count) AS BIGINT) FROM pii_findings \
+                     WHERE model_id = ? AND hour >= ? AND hour < ? \
+                     GROUP BY field, kind ORDER BY field, kind";
+        let rows: Vec<(String, String, i64)> = on_backend!(self, |conn, sql| {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql(query)))
+                .bind(model_id)
+                .bind(hours.start.0)
+                .bind(hours.end.0)
+                .fetch_all(conn)
+                .await?
+        });
+        rows.into_iter()
+            .map(|(field, kind, n)| Ok((field, kind, crate::convert::count_out(n)?)))
+            .collect()
     }
 
     /// The latest event time the model has ingested (freshness), if any.

@@ -547,25 +547,6 @@ impl PgDb {
             .collect()
     }
 
-    pub(crate) async fn pii_findings(
-        &self,
-        model_id: i64,
-        hours: Range<HourBucket>,
-    ) -> Result<Vec<(String, String, u64)>, StoreError> {
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT field, kind, SUM(finding_count)::BIGINT FROM pii_findings \
-             WHERE model_id = $1 AND hour >= $2 AND hour < $3 GROUP BY field, kind ORDER BY field, kind",
-        )
-        .bind(model_id)
-        .bind(hours.start.0)
-        .bind(hours.end.0)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|(field, kind, n)| Ok((field, kind, count_out(n)?)))
-            .collect()
-    }
-
     pub(crate) async fn last_event_time(
         &self,
         model_id: i64,
