@@ -322,6 +322,15 @@ pub struct EraseRequest {
 pub struct ErasureBody {
     /// The model (its registration and configuration history stay).
     pub model: String,
+    /// The counts, also the audit record's detail.
+    #[serde(flatten)]
+    pub counts: ErasedCounts,
+}
+
+/// How much an erasure destroyed: the store's [`ErasureCounts`] in the API's and the audit
+/// log's shape.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErasedCounts {
     /// Data keys destroyed (every day and purpose, and the reference key).
     pub data_keys: u64,
     /// Whether the model's token-vault key was destroyed.
@@ -344,19 +353,20 @@ pub struct ErasureBody {
     pub references: u64,
 }
 
-fn erasure_body(model: &str, c: &ErasureCounts) -> ErasureBody {
-    ErasureBody {
-        model: model.to_owned(),
-        data_keys: c.data_keys,
-        vault_key: c.vault_key,
-        vault_entries: c.vault_entries,
-        batches: c.batches,
-        events: c.events,
-        labels: c.labels,
-        profile_deltas: c.profile_deltas,
-        volume_hours: c.volume_hours,
-        rejections: c.rejections,
-        references: c.references,
+impl From<&ErasureCounts> for ErasedCounts {
+    fn from(c: &ErasureCounts) -> Self {
+        Self {
+            data_keys: c.data_keys,
+            vault_key: c.vault_key,
+            vault_entries: c.vault_entries,
+            batches: c.batches,
+            events: c.events,
+            labels: c.labels,
+            profile_deltas: c.profile_deltas,
+            volume_hours: c.volume_hours,
+            rejections: c.rejections,
+            references: c.references,
+        }
     }
 }
 
@@ -393,28 +403,16 @@ pub async fn erase_data(
                 &who,
                 "data.erase",
                 format!("model/{name}"),
-                json!({ "counts": erasure_json(counts) }),
+                json!({ "counts": ErasedCounts::from(counts) }),
             )
         })
         .await;
     state.keys.forget_model(entry.id);
     let counts = outcome?;
-    Ok(Json(erasure_body(&name, &counts)))
-}
-
-fn erasure_json(c: &ErasureCounts) -> serde_json::Value {
-    json!({
-        "data_keys": c.data_keys,
-        "vault_key": c.vault_key,
-        "vault_entries": c.vault_entries,
-        "batches": c.batches,
-        "events": c.events,
-        "labels": c.labels,
-        "profile_deltas": c.profile_deltas,
-        "volume_hours": c.volume_hours,
-        "rejections": c.rejections,
-        "references": c.references,
-    })
+    Ok(Json(ErasureBody {
+        model: name,
+        counts: ErasedCounts::from(&counts),
+    }))
 }
 
 #[cfg(test)]
