@@ -290,14 +290,20 @@ pub fn fraud_spec() -> Value {
     .unwrap()
 }
 
-/// A deterministic row generator; `shift` moves `amount` and the country mix.
+/// A deterministic row generator; `shift` moves `amount` and the country mix. Each prefix
+/// gets its own stream (the seed hashes every byte of it), so hours generated as `c0`, `c1`, …
+/// are independent samples rather than copies of one another.
 pub fn fraud_rows(
     prefix: &str,
     start: chrono::DateTime<chrono::Utc>,
     n: usize,
     shift: bool,
 ) -> Vec<Value> {
-    let mut state = 0x2545_F491_4F6C_DD1Du64 ^ (prefix.len() as u64);
+    // FNV-1a over the prefix; xorshift must not start at 0.
+    let seed = prefix.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let mut state = (0x2545_F491_4F6C_DD1Du64 ^ seed).max(1);
     let mut uniform = move || {
         state ^= state << 13;
         state ^= state >> 7;
