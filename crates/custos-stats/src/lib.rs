@@ -58,7 +58,7 @@ pub use statistics::{
     CHI_SQUARE_MIN_EXPECTED, DEFAULT_P_VALUE_THRESHOLD, DEFAULT_WASSERSTEIN_THRESHOLD, KS_GRID,
     MethodChoice, SMALL_REFERENCE_ROWS, StatMethod, TestResult, WASSERSTEIN_MIN_NORM, chi_square,
     data_driven_threshold, default_method, hellinger, kl_divergence, kolmogorov_sf, ks, ks_p_value,
-    run, wasserstein_normed, z_proportion,
+    run, wasserstein_normed, wasserstein_trim, z_proportion,
 };
 
 /// Largest observation count a profile may hold (2^62). Far beyond any real stream, and low

@@ -12,15 +12,19 @@
 //! ages, counts, 80 % zeros), bimodality, 3 to 50,000 categories (the last two in sketch mode)
 //! and a rare boolean (3 %). Values come from
 //! splitmix64 + Box–Muller, seeded, so the data are the same on every run; KLL compaction is
-//! randomly seeded per thread, so the statistics are not. Measured over 10 runs per column,
-//! the largest normed Wasserstein distance between two samples of the same distribution was
-//! 0.051 (exact value ≈ 0.002: the rest is KLL quantile error), PSI below 0.003, JS below 0.004.
+//! randomly seeded per thread, so the statistics are not. Measured over 30 runs of this test
+//! (release build), the largest normed Wasserstein distance of any of the 12 numeric columns
+//! was 0.054 (lognormal; the exact value is ≈ 0.002–0.004, the rest is sketch error), spend
+//! 0.040.
 //!
-//! Normed Wasserstein integrates the two sketches' step CDFs exactly (`statistics.rs`); with the
-//! earlier 1,000-level quantile grid, lognormal σ 1 reached 0.08 and zero-inflated lognormal
-//! 0.13 on identical data, now 0.04 and 0.06 (10 runs each). Very heavy tails remain beyond
-//! the default rule at this size: Pareto α = 2.5 still reaches 0.13 once in 10 runs (see
-//! `heavy_tails_wasserstein_noise_floor`, ignored, a measurement); it is not among the 20.
+//! History: with the whole step CDFs integrated, lognormal σ 1 reached 0.19, zero-inflated
+//! lognormal 0.13 and Pareto α 2.5 0.56 on identical data (a standalone probe of the same
+//! integration, 40–100 runs each), and this test
+//! failed in CI on `spend` at 0.115. The cause is the far tail: there one retained item stands
+//! for thousands of values, and which of them survived a compaction moves W1 a lot. Since the
+//! distance leaves out the outer `wasserstein_trim` of rank (≈ 0.33 %) and keeps the exact
+//! mean difference as a floor (`statistics.rs`), those three stay below 0.07 over 40 runs each
+//! (`heavy_tails_wasserstein_noise_floor`).
 //!
 //! Runtime: 43 M observations, two threads; about 10 s in the debug test profile on this
 //! machine (2 cores), so no optimization override is needed.
@@ -391,15 +395,13 @@ fn same_distributions_at_one_million_rows_raise_no_alarm() {
     eprintln!("total {:.1?}", start.elapsed());
 }
 
-/// Not part of the suite (`cargo test -p custos-stats --test no_false_alarms -- --ignored
-/// --nocapture`): the spread of the default rule's normed Wasserstein distance between two
-/// 1,000,000-row samples of the *same* heavy-tailed distribution. The exact (scipy) value is
-/// 0.002–0.003 for all of them; the KLL (k = 200) quantiles carry ~0.1–0.3 % rank error, which
-/// the far right tail turns into large value errors. Measured over 10 runs each (debug build):
-/// Pareto α = 2.5 mean 0.053, max 0.150 (2 of 10 runs ≥ 0.098); 80 % zeros + lognormal(0, 1)
-/// max 0.129 over 20 runs; lognormal(0, 1) max 0.080 over 16 runs; for comparison the light-tailed columns
-/// of the test above stay below 0.051. The default threshold 0.1 is therefore *not* safe for
-/// such features at this size; PSI (`compare`) stays below 0.003 on all of them.
+/// Not part of the suite (`CUSTOS_NOISE_RUNS=40 cargo test --release -p custos-stats --test
+/// no_false_alarms -- --ignored --nocapture`): the spread of the default rule's normed
+/// Wasserstein distance between two 1,000,000-row samples of the *same* heavy-tailed
+/// distribution. The exact (scipy) value is 0.002–0.004 for all of them. Measured over 40 runs
+/// each: Pareto α = 2.5 mean 0.023, max 0.070; lognormal(0, 1) mean 0.023, max 0.048; 80 %
+/// zeros with lognormal(0, 1) otherwise, mean 0.025, max 0.046; none reached the 0.1
+/// threshold. Before the tail trim, the same measurement gave maxima of 0.56, 0.19 and 0.13.
 #[test]
 #[ignore = "measurement, prints the Wasserstein noise floor of heavy-tailed features"]
 fn heavy_tails_wasserstein_noise_floor() {
@@ -408,7 +410,10 @@ fn heavy_tails_wasserstein_noise_floor() {
         ("lognormal_1", Dist::LogNormal(0.0, 1.0)),
         ("zero_inflated_lognormal", Dist::ZeroInflatedLogNormal),
     ];
-    let runs = 10u64;
+    let runs: u64 = std::env::var("CUSTOS_NOISE_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
     for (name, dist) in &cols {
         let mut ws = Vec::new();
         for run in 0..runs {
@@ -422,6 +427,9 @@ fn heavy_tails_wasserstein_noise_floor() {
         }
         let max = ws.iter().copied().fold(0.0, f64::max);
         let mean = ws.iter().sum::<f64>() / ws.len() as f64;
-        eprintln!("{name:>24}: normed Wasserstein mean {mean:.4} max {max:.4} runs {ws:.3?}");
+        let alarms = ws.iter().filter(|w| **w >= 0.1).count();
+        eprintln!(
+            "{name:>24}: normed Wasserstein mean {mean:.4} max {max:.4}, {alarms} of {runs} >= 0.1, runs {ws:.3?}"
+        );
     }
 }

@@ -19,7 +19,8 @@ use common::{assert_close, normals, numeric};
 use custos_stats::{
     CategoricalProfile, DEFAULT_P_VALUE_THRESHOLD, FeatureProfile, MethodChoice, NumericProfile,
     ProfileKind, StatMethod, StatsError, chi_square, data_driven_threshold, default_method,
-    hellinger, kl_divergence, kolmogorov_sf, ks, ks_p_value, run, wasserstein_normed, z_proportion,
+    hellinger, kl_divergence, kolmogorov_sf, ks, ks_p_value, run, wasserstein_normed,
+    wasserstein_trim, z_proportion,
 };
 use proptest::prelude::*;
 
@@ -232,6 +233,39 @@ fn wasserstein_small_exact_and_constant_reference() {
     let huge = num(&[f64::MAX, -f64::MAX]);
     let w = wasserstein_normed(&huge, &num(&[f64::MAX])).unwrap();
     assert!(!w.is_nan(), "{w}");
+}
+
+#[test]
+fn wasserstein_trims_only_compacted_sketches_and_keeps_the_mean_gap() {
+    // Every value retained: no trim, scipy's integral.
+    let small = num(&normals(REF_SEED, 100, 0.0));
+    assert_eq!(wasserstein_trim(&small, &small), 0.0);
+
+    // 200,000 uniform values, compacted: the trim is about one top-level item's weight.
+    let uniform: Vec<f64> = (0..200_000).map(|i| f64::from(i) / 200_000.0).collect();
+    let reference = num(&uniform);
+    let trim = wasserstein_trim(&reference, &small);
+    assert!(trim > 0.001 && trim < 0.01, "{trim}");
+    assert_eq!(trim, wasserstein_trim(&small, &reference), "symmetric");
+
+    // The top 0.1 % (inside the trimmed rank) multiplied by 1,000: the trimmed integral may
+    // not see it, the exact mean difference does, and the estimate is never below it.
+    let mut tail = uniform.clone();
+    for v in tail.iter_mut().rev().take(200) {
+        *v *= 1_000.0;
+    }
+    let current = num(&tail);
+    let mean_gap = (current.mean().unwrap() - reference.mean().unwrap()).abs();
+    let population_std = reference.std().unwrap() * (199_999.0_f64 / 200_000.0).sqrt();
+    let w = wasserstein_normed(&reference, &current).unwrap();
+    assert!(
+        w >= mean_gap / population_std * (1.0 - 1e-12),
+        "{w} < {mean_gap}"
+    );
+    assert!(w > 3.0, "{w}: a 1,000-fold tail is drift");
+    // Unchanged data: the trimmed distance of two sketches of the same values stays small.
+    let again = num(&uniform);
+    assert!(wasserstein_normed(&reference, &again).unwrap() < 0.05);
 }
 
 #[test]
