@@ -11,6 +11,7 @@ pub mod alert_tests;
 pub mod alerts;
 pub mod audit;
 pub mod authz;
+pub mod batch_codec;
 pub mod clock;
 pub mod history;
 pub mod monitoring;

@@ -182,6 +182,22 @@ pub struct MaskedRecord {
 }
 
 impl MaskedRecord {
+    /// A record as a sealed batch gives it back: no event key (the store keeps that in its
+    /// index) and no PII findings (only their counts are kept).
+    pub(crate) fn from_sealed(
+        event_id: String,
+        timestamp: DateTime<Utc>,
+        values: Vec<MaskedValue>,
+    ) -> Self {
+        Self {
+            event_id,
+            event_key: None,
+            timestamp,
+            values,
+            pii_findings: Vec::new(),
+        }
+    }
+
     /// How many findings of PII detection this row's masking replaced.
     pub fn pii_redacted(&self) -> u32 {
         u32::try_from(self.pii_findings.len()).unwrap_or(u32::MAX)

@@ -70,6 +70,14 @@ fn bench_seal(c: &mut Criterion) {
     group.bench_function("open", |b| {
         b.iter(|| open_batch(&key, 1, partition, black_box(sealed.ciphertext())).unwrap())
     });
+    // The serialisation step alone: the binary layout sealed now, and the JSON array sealed
+    // before it (still read back).
+    group.bench_function("encode_binary", |b| {
+        b.iter(|| custos_core::batch_codec::encode_batch(black_box(&rows)).unwrap())
+    });
+    group.bench_function("encode_json", |b| {
+        b.iter(|| serde_json::to_vec(black_box(&rows)).unwrap())
+    });
     group.finish();
 }
 

@@ -1,7 +1,9 @@
 //! Envelope encryption of payloads under a (model, partition) data key.
 //!
-//! Owns: the sealed byte format, batch serialisation + zstd compression, and the associated
-//! data that binds every ciphertext to its model, partition, kind (and, for blobs, label). Must
+//! Owns: the sealed byte format, batch compression (zstd) around the batch layout of
+//! [`custos_core::batch_codec`] (batches sealed before it hold a JSON array and still open),
+//! and the associated data that binds every ciphertext to its model, partition, kind (and, for
+//! blobs, label). Must
 //! not: read keys from anywhere (callers pass an unwrapped [`DataKey`]), tell callers which part
 //! of a damaged ciphertext was wrong (every authentication failure is
 //! [`CryptoError::Decrypt`]), or inflate untrusted input without a bound.
@@ -21,6 +23,7 @@ use crate::error::CryptoError;
 use crate::gcm::{self, NONCE_LEN};
 use crate::keys::DataKey;
 use crate::sealed::{SealedBatch, SealedBlob};
+use custos_core::batch_codec::{BATCH_FORMAT_BINARY, decode_batch, encode_batch};
 use custos_core::{MaskedRecord, Partition};
 use std::cell::RefCell;
 use std::io::Read as _;
@@ -177,9 +180,10 @@ fn decompress_capped(data: &[u8], cap: usize) -> Result<Vec<u8>, CryptoError> {
     Ok(out)
 }
 
-/// Serialises (compact JSON array), compresses (zstd 1) and seals masked records of one model
-/// and one day partition. Fails on an empty slice, more than `u32::MAX` records, or more than
-/// [`MAX_BATCH_PLAINTEXT`] bytes of JSON (which `open_batch` would refuse).
+/// Serialises (the binary layout of [`custos_core::batch_codec`]), compresses (zstd 1) and
+/// seals masked records of one model and one day partition. Fails on an empty slice, more than
+/// `u32::MAX` records, or more than [`MAX_BATCH_PLAINTEXT`] serialised bytes (which
+/// `open_batch` would refuse).
 ///
 /// The records' event keys are not part of the sealed form (`MaskedRecord` skips them when
 /// serialising); the store keeps them in its index.
@@ -198,11 +202,11 @@ pub fn seal_batch(
         .fold((first.timestamp(), first.timestamp()), |(lo, hi), r| {
             (lo.min(r.timestamp()), hi.max(r.timestamp()))
         });
-    let json = serde_json::to_vec(records).map_err(|_| CryptoError::Encoding)?;
-    if json.len() > MAX_BATCH_PLAINTEXT {
+    let encoded = encode_batch(records).map_err(|_| CryptoError::TooLarge)?;
+    if encoded.len() > MAX_BATCH_PLAINTEXT {
         return Err(CryptoError::TooLarge);
     }
-    let compressed = compress(&json)?;
+    let compressed = compress(&encoded)?;
     let ciphertext = seal_bytes(key, model_id, partition, KIND_BATCH, None, &compressed)?;
     Ok(SealedBatch {
         model_id,
@@ -224,8 +228,12 @@ pub fn open_batch(
     ciphertext: &[u8],
 ) -> Result<Vec<MaskedRecord>, CryptoError> {
     let compressed = open_bytes(key, model_id, partition, KIND_BATCH, None, ciphertext)?;
-    let json = decompress_capped(&compressed, MAX_BATCH_PLAINTEXT)?;
-    serde_json::from_slice(&json).map_err(|_| CryptoError::Encoding)
+    let plaintext = decompress_capped(&compressed, MAX_BATCH_PLAINTEXT)?;
+    match plaintext.first() {
+        Some(&BATCH_FORMAT_BINARY) => decode_batch(&plaintext).map_err(|_| CryptoError::Encoding),
+        // Batches sealed before the binary layout are a JSON array.
+        _ => serde_json::from_slice(&plaintext).map_err(|_| CryptoError::Encoding),
+    }
 }
 
 /// Seals a small value (no compression) bound to model, partition, kind and `label` (e.g. the
@@ -291,6 +299,38 @@ mod tests {
 
     fn contains(haystack: &[u8], needle: &[u8]) -> bool {
         haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[test]
+    fn a_batch_sealed_as_json_before_the_binary_layout_still_opens() {
+        let records = masked_records(50, &pseudonymizer());
+        let key = DataKey::generate().unwrap();
+        let json = serde_json::to_vec(&records).unwrap();
+        let ciphertext = seal_bytes(
+            &key,
+            MODEL,
+            DAY,
+            KIND_BATCH,
+            None,
+            &compress(&json).unwrap(),
+        )
+        .unwrap();
+        same_rows(
+            &open_batch(&key, MODEL, DAY, &ciphertext).unwrap(),
+            &records,
+        );
+        // And the binary layout is what is sealed now, and smaller.
+        let sealed = seal_batch(&key, MODEL, DAY, &records).unwrap();
+        let compressed =
+            open_bytes(&key, MODEL, DAY, KIND_BATCH, None, sealed.ciphertext()).unwrap();
+        let plaintext = decompress_capped(&compressed, MAX_BATCH_PLAINTEXT).unwrap();
+        assert_eq!(plaintext.first(), Some(&BATCH_FORMAT_BINARY));
+        assert!(
+            plaintext.len() < json.len(),
+            "{} >= {}",
+            plaintext.len(),
+            json.len()
+        );
     }
 
     #[test]
