@@ -24,14 +24,15 @@ use chrono::{DateTime, Utc};
 /// First byte of a batch in this layout.
 pub const BATCH_FORMAT_BINARY: u8 = 0x02;
 
-/// Why a batch could not be decoded. Deliberately without the bytes: a batch holds
-/// (masked) monitoring data, which does not belong in an error message.
+/// Why a batch could not be encoded (more than 2^32 − 1 records, values or bytes in one
+/// item) or decoded (malformed). Deliberately without the bytes: a batch holds (masked)
+/// monitoring data, which does not belong in an error message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("sealed batch is malformed: {0}")]
-pub struct BatchDecodeError(&'static str);
+#[error("batch layout: {0}")]
+pub struct BatchCodecError(&'static str);
 
 /// The batch in the binary layout.
-pub fn encode_batch(records: &[MaskedRecord]) -> Result<Vec<u8>, BatchDecodeError> {
+pub fn encode_batch(records: &[MaskedRecord]) -> Result<Vec<u8>, BatchCodecError> {
     let mut out = Vec::with_capacity(16 + records.len() * 96);
     out.push(BATCH_FORMAT_BINARY);
     put_len(&mut out, records.len())?;
@@ -75,10 +76,10 @@ pub fn encode_batch(records: &[MaskedRecord]) -> Result<Vec<u8>, BatchDecodeErro
 }
 
 /// Decodes a batch written by [`encode_batch`]; anything else is an error, never a panic.
-pub fn decode_batch(bytes: &[u8]) -> Result<Vec<MaskedRecord>, BatchDecodeError> {
+pub fn decode_batch(bytes: &[u8]) -> Result<Vec<MaskedRecord>, BatchCodecError> {
     let mut input = Reader { rest: bytes };
     if input.u8()? != BATCH_FORMAT_BINARY {
-        return Err(BatchDecodeError("unknown batch format"));
+        return Err(BatchCodecError("unknown batch format"));
     }
     let count = input.len()?;
     // A record takes at least 20 bytes (empty id, time, no values): a forged count cannot
@@ -100,28 +101,28 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Vec<MaskedRecord>, BatchDecodeError>
                 6 => match input.u8()? {
                     0 => MaskedValue::Bool(false),
                     1 => MaskedValue::Bool(true),
-                    _ => return Err(BatchDecodeError("boolean is neither 0 nor 1")),
+                    _ => return Err(BatchCodecError("boolean is neither 0 nor 1")),
                 },
                 7 => MaskedValue::Text(input.str()?),
                 8 => MaskedValue::Time(input.time()?),
-                _ => return Err(BatchDecodeError("unknown value tag")),
+                _ => return Err(BatchCodecError("unknown value tag")),
             });
         }
         records.push(MaskedRecord::from_sealed(event_id, timestamp, values));
     }
     if !input.rest.is_empty() {
-        return Err(BatchDecodeError("bytes after the last record"));
+        return Err(BatchCodecError("bytes after the last record"));
     }
     Ok(records)
 }
 
-fn put_len(out: &mut Vec<u8>, len: usize) -> Result<(), BatchDecodeError> {
-    let len = u32::try_from(len).map_err(|_| BatchDecodeError("more than 2^32 - 1 items"))?;
+fn put_len(out: &mut Vec<u8>, len: usize) -> Result<(), BatchCodecError> {
+    let len = u32::try_from(len).map_err(|_| BatchCodecError("more than 2^32 - 1 items"))?;
     out.extend_from_slice(&len.to_le_bytes());
     Ok(())
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) -> Result<(), BatchDecodeError> {
+fn put_str(out: &mut Vec<u8>, s: &str) -> Result<(), BatchCodecError> {
     put_len(out, s.len())?;
     out.extend_from_slice(s.as_bytes());
     Ok(())
@@ -137,42 +138,42 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], BatchDecodeError> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], BatchCodecError> {
         if self.rest.len() < n {
-            return Err(BatchDecodeError("batch ends early"));
+            return Err(BatchCodecError("batch ends early"));
         }
         let (head, tail) = self.rest.split_at(n);
         self.rest = tail;
         Ok(head)
     }
 
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], BatchDecodeError> {
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], BatchCodecError> {
         self.take(N)?
             .try_into()
-            .map_err(|_| BatchDecodeError("batch ends early"))
+            .map_err(|_| BatchCodecError("batch ends early"))
     }
 
-    fn u8(&mut self) -> Result<u8, BatchDecodeError> {
+    fn u8(&mut self) -> Result<u8, BatchCodecError> {
         Ok(self.array::<1>()?[0])
     }
 
-    fn len(&mut self) -> Result<usize, BatchDecodeError> {
+    fn len(&mut self) -> Result<usize, BatchCodecError> {
         usize::try_from(u32::from_le_bytes(self.array()?))
-            .map_err(|_| BatchDecodeError("length does not fit this platform"))
+            .map_err(|_| BatchCodecError("length does not fit this platform"))
     }
 
-    fn str(&mut self) -> Result<String, BatchDecodeError> {
+    fn str(&mut self) -> Result<String, BatchCodecError> {
         let len = self.len()?;
         let bytes = self.take(len)?;
         std::str::from_utf8(bytes)
             .map(str::to_owned)
-            .map_err(|_| BatchDecodeError("string is not UTF-8"))
+            .map_err(|_| BatchCodecError("string is not UTF-8"))
     }
 
-    fn time(&mut self) -> Result<DateTime<Utc>, BatchDecodeError> {
+    fn time(&mut self) -> Result<DateTime<Utc>, BatchCodecError> {
         let seconds = i64::from_le_bytes(self.array()?);
         let nanos = u32::from_le_bytes(self.array()?);
-        DateTime::from_timestamp(seconds, nanos).ok_or(BatchDecodeError("time out of range"))
+        DateTime::from_timestamp(seconds, nanos).ok_or(BatchCodecError("time out of range"))
     }
 }
 
@@ -267,7 +268,7 @@ mod tests {
         bad_tag[27] = 9;
         assert_eq!(
             decode_batch(&bad_tag).unwrap_err().to_string(),
-            "sealed batch is malformed: unknown value tag"
+            "batch layout: unknown value tag"
         );
         let mut bad_bool = good.clone();
         bad_bool[28] = 2;
@@ -276,7 +277,7 @@ mod tests {
         bad_utf8[9] = 0xFF;
         assert_eq!(
             decode_batch(&bad_utf8).unwrap_err().to_string(),
-            "sealed batch is malformed: string is not UTF-8"
+            "batch layout: string is not UTF-8"
         );
         let mut huge_count = good.clone();
         huge_count[1..5].copy_from_slice(&u32::MAX.to_le_bytes());
