@@ -66,6 +66,25 @@ fn check_url_safe(value: &str, what: &'static str, max: usize) -> Result<(), Nam
     Ok(())
 }
 
+/// `Display` as the text itself, and `Deserialize` through the type's `parse`, so a name read
+/// from JSON or YAML is validated exactly like one parsed by hand.
+macro_rules! validated_text {
+    ($name:ident) => {
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let raw = String::deserialize(d)?;
+                Self::parse(&raw).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
 /// A model's name: 1–64 characters of `a-z A-Z 0-9 . _ -`, starting with a letter or digit.
 /// It appears in URLs and token scopes, hence the narrow alphabet.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -88,18 +107,7 @@ impl ModelName {
     }
 }
 
-impl fmt::Display for ModelName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for ModelName {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(d)?;
-        Self::parse(&raw).map_err(serde::de::Error::custom)
-    }
-}
+validated_text!(ModelName);
 
 /// A tenant: the key domain of a model's pseudonyms. Models of one tenant share pseudonym and
 /// format-preserving keys (their pseudonyms join); two tenants' pseudonyms of one value differ.
@@ -136,18 +144,7 @@ impl TenantName {
     }
 }
 
-impl fmt::Display for TenantName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for TenantName {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(d)?;
-        Self::parse(&raw).map_err(serde::de::Error::custom)
-    }
-}
+validated_text!(TenantName);
 
 /// A field (column) name in a model's rows: 1–128 printable ASCII characters without spaces
 /// or quotes, so it can be echoed in errors and used as a metric label safely.
@@ -177,18 +174,7 @@ impl FieldName {
     }
 }
 
-impl fmt::Display for FieldName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for FieldName {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(d)?;
-        Self::parse(&raw).map_err(serde::de::Error::custom)
-    }
-}
+validated_text!(FieldName);
 
 #[cfg(test)]
 mod tests {
