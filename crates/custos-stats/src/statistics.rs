@@ -74,8 +74,8 @@
 //!   which of them survived a compaction moves the distance by more than the default threshold
 //!   (measured on identical distributions at 1,000,000 rows: lognormal σ 1 up to 0.19,
 //!   Pareto α 2.5 up to 0.56, 80 % zeros + lognormal up to 0.13, against an exact 0.002–0.004;
-//!   trimmed, at most 0.07 for all three over 40 runs each, see `tests/no_false_alarms.rs`). The exact
-//!   mean difference is a lower bound of W1, so the result is `max(trimmed W1, |μ_r − μ_c|)`:
+//!   trimmed, at most 0.07 for all three over 40 runs each, see `tests/no_false_alarms.rs`).
+//!   The exact mean difference is a lower bound of W1, so the result is `max(trimmed W1, |μ_r − μ_c|)`:
 //!   a change confined to the trimmed tails still counts through the mean it moves (80 % zeros +
 //!   lognormal σ 1 → σ 1.3: exact 0.134, untrimmed sketch estimate 0.121 ± noise (25 of 40
 //!   runs ≥ 0.1), this estimate 0.119 (40 of 40)). A tail change that leaves the mean alone is
